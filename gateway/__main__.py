@@ -1,0 +1,51 @@
+"""``kafka-gateway`` / ``python -m gateway``: read settings, then serve with uvicorn.
+
+A bad setting stops start-up with one line naming the variable, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.settings import Settings
+
+
+def _config_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        var = "GATEWAY_" + "__".join(loc).upper() if loc else "GATEWAY_*"
+        parts.append(f"{var}: {err.get('msg')} (got {err.get('input')!r})")
+    return "kafka-gateway: configuration error: " + "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(_config_error(exc), file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from gateway.app import create_app
+
+    uvicorn.run(
+        lambda: create_app(settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_s)),
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

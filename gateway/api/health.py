@@ -1,0 +1,39 @@
+"""Liveness and readiness (API.md §5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from gateway.api.deps import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process is up",
+    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+)
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: Kafka metadata fetched recently and not draining",
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ready"}}}},
+        503: {
+            "description": "Not ready; the message says why",
+            "content": {
+                "application/json": {"example": {"error_code": 50301, "message": "Kafka metadata is 42 s old"}}
+            },
+        },
+    },
+)
+async def readyz(rt: RuntimeDep) -> JSONResponse:
+    reason = rt.not_ready_reason()
+    if reason is not None:
+        return JSONResponse({"error_code": 50301, "message": reason}, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ready"})

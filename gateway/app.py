@@ -1,0 +1,65 @@
+"""``create_app(settings)``: the FastAPI application. No resources at import; the lifespan owns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from gateway import __version__
+from gateway.api import consume, errors, health, produce
+from gateway.lifespan import lifespan_for
+from gateway.settings import Settings
+
+DESCRIPTION = """\
+REST and server-sent-event access to Apache Kafka. Every error is `{"error_code", "message"}`;
+`error_code` is the HTTP status times 100 plus a small number (see the README's error table).
+"""
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error_code", "message"],
+    "properties": {
+        "error_code": {"type": "integer", "example": 40401},
+        "message": {"type": "string", "example": "Topic 'orders' not found."},
+    },
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Kafka HTTP gateway",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan_for(settings),
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(produce.router)
+    app.include_router(consume.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Error"] = ERROR_SCHEMA
+            components.update(produce._SCHEMAS["components"])
+            # FastAPI's own validation shapes never reach a client; errors.install maps them.
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            for path in schema.get("paths", {}).values():
+                for op in path.values():
+                    resp = op.get("responses", {})
+                    if "422" in resp and "HTTPValidationError" in str(resp["422"]):
+                        resp["422"] = {
+                            "description": "Validation error",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,93 @@
+"""Pure functions between JSON as clients write it and bytes as Kafka stores them (API.md §1, §2.1).
+
+Formats: ``json`` (compact UTF-8 JSON), ``string`` (a JSON string written as its UTF-8 text) and
+``binary`` (a base64 string written decoded). Incoming JSON values are kept as ``msgspec.Raw`` so a
+``json`` value is compacted straight from the request bytes, never decoded into Python objects and
+encoded again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from gateway import errors
+
+Format = Literal["json", "string", "binary"]
+FORMATS: tuple[Format, ...] = ("json", "string", "binary")
+NULL = b"null"
+
+_decode_str = msgspec.json.Decoder(str).decode
+
+
+def parse_format(value: str | None, default: Format, name: str) -> Format:
+    if value is None:
+        return default
+    if value not in FORMATS:
+        raise errors.BadRequest(f"Query parameter '{name}' must be one of json, string, binary; got '{value}'.")
+    return value
+
+
+def encode(raw: msgspec.Raw | bytes, fmt: Format, what: str) -> bytes | None:
+    """JSON text of a key or value -> the bytes written to Kafka (None for JSON null)."""
+    text = bytes(raw)
+    if text == NULL:
+        return None
+    try:
+        if fmt == "json":
+            return msgspec.json.format(text, indent=-1)
+        s = _decode_str(text)
+    except msgspec.ValidationError:
+        raise errors.InvalidRecord(f"{what} must be a JSON string in '{fmt}' format.") from None
+    except msgspec.DecodeError as exc:
+        raise errors.BadRequest(f"Malformed JSON in {what}: {exc}.") from None
+    if fmt == "string":
+        return s.encode()
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidRecord(f"{what} is not valid base64 in 'binary' format.") from None
+
+
+class DecodeFailure(Exception):
+    """Bytes that do not decode in the requested format (reported per record, never fatal)."""
+
+
+def decode(data: bytes | None, fmt: Format) -> bytes:
+    """Bytes from Kafka -> compact one-line JSON text of the key or value in ``fmt``."""
+    if data is None:
+        return NULL
+    if fmt == "json":
+        try:
+            # Validates and drops newlines/whitespace, so the text fits one SSE data line.
+            return msgspec.json.format(data, indent=-1)
+        except msgspec.DecodeError as exc:
+            raise DecodeFailure(f"not valid JSON: {exc}") from None
+    if fmt == "string":
+        try:
+            return msgspec.json.encode(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DecodeFailure(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    return msgspec.json.encode(base64.b64encode(data).decode("ascii"))
+
+
+def parse_timestamp(value: int | str, what: str = "timestamp") -> int:
+    """Epoch milliseconds or RFC 3339 text -> epoch milliseconds."""
+    if isinstance(value, int):
+        if value < 0:
+            raise errors.InvalidRecord(f"{what} must not be negative.")
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidRecord(f"{what} must be epoch milliseconds or RFC 3339; got '{value}'.") from None
+    if dt.tzinfo is None:
+        raise errors.InvalidRecord(f"{what} in RFC 3339 needs a time zone offset (e.g. 'Z'); got '{value}'.")
+    return int(dt.timestamp() * 1000)

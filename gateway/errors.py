@@ -1,0 +1,100 @@
+"""Domain errors: what can go wrong, said without HTTP.
+
+The HTTP layer (``gateway.api.errors``) owns the one table that turns each of these into a status and
+an ``error_code``; nothing below the routers knows about status codes.
+
+    GatewayError
+    ├── BadRequest              malformed JSON, bad query parameter, bad cursor
+    ├── Unauthenticated         missing or invalid credentials
+    ├── Forbidden               principal may not do this
+    ├── NotFound
+    │   ├── TopicNotFound
+    │   ├── PartitionNotFound
+    │   ├── ConsumerInstanceNotFound
+    │   └── ConsumerGroupNotFound
+    ├── Conflict                topic or consumer instance already exists
+    ├── PayloadTooLarge         body, record or batch over a limit
+    ├── UnsupportedMediaType
+    ├── InvalidRecord           well-formed JSON that breaks the schema
+    ├── Backpressure            producer queue full, quota, too many streams (retry later)
+    └── Unavailable             Kafka unreachable, delivery timed out, gateway draining (retry later)
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GatewayError):
+    pass
+
+
+class Unauthenticated(GatewayError):
+    pass
+
+
+class Forbidden(GatewayError):
+    pass
+
+
+class NotFound(GatewayError):
+    pass
+
+
+class TopicNotFound(NotFound):
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"Topic '{topic}' not found.")
+        self.topic = topic
+
+
+class PartitionNotFound(NotFound):
+    def __init__(self, topic: str, partition: int) -> None:
+        super().__init__(f"Partition {partition} of topic '{topic}' not found.")
+        self.topic = topic
+        self.partition = partition
+
+
+class ConsumerInstanceNotFound(NotFound):
+    pass
+
+
+class ConsumerGroupNotFound(NotFound):
+    pass
+
+
+class Conflict(GatewayError):
+    pass
+
+
+class PayloadTooLarge(GatewayError):
+    pass
+
+
+class UnsupportedMediaType(GatewayError):
+    pass
+
+
+class InvalidRecord(GatewayError):
+    pass
+
+
+class RetryLater(GatewayError):
+    """An error the client should retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Backpressure(RetryLater):
+    pass
+
+
+class Unavailable(RetryLater):
+    pass

@@ -1,0 +1,1 @@
+"""Everything that touches confluent-kafka. Nothing here imports FastAPI or Starlette."""

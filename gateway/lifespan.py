@@ -1,0 +1,147 @@
+"""Everything with a lifetime: built in order at start-up, closed in reverse with bounded timeouts.
+
+    executor  ->  admin client + metadata cache (+ refresh task)  ->  producer  ->  streams
+
+Nothing here runs at import; ``create_app`` hands the settings in and routes reach the result
+through ``gateway.api.deps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
+
+from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.producer import GatewayProducer
+from gateway.publish import IdempotencyStore, Publisher
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRODUCER_CLOSE_TIMEOUT_S = 10.0
+# A metadata answer at start-up lets the first requests skip a round trip; Kafka may still be down.
+STARTUP_METADATA_WAIT_S = 3.0
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = settings.kafka_common()
+    conf.update(
+        {
+            # Durability is not configurable away: success means every in-sync replica has it.
+            "enable.idempotence": "true",
+            "acks": "all",
+            # Java-client-compatible key hashing, so the same key lands on the same partition.
+            "partitioner": "murmur2_random",
+            "linger.ms": "1",
+            "message.timeout.ms": str(settings.produce.delivery_timeout_ms),
+            "queue.buffering.max.messages": str(max(100_000, settings.produce.max_in_flight_records * 2)),
+            "queue.buffering.max.kbytes": str(max(1_048_576, settings.produce.max_in_flight_bytes // 512)),
+            "message.max.bytes": str(max(1_000_000, settings.produce.max_record_bytes + 4096)),
+            "allow.auto.create.topics": "true" if settings.allow_auto_create_topics else "false",
+        }
+    )
+    conf.update(settings.kafka_producer)
+    # These two are the gateway's promise (API.md §1); an operator override is not honoured.
+    conf["enable.idempotence"] = "true"
+    conf["acks"] = "all"
+    return conf
+
+
+def consumer_config(settings: Settings, group: str | None = None) -> dict[str, Any]:
+    conf: dict[str, Any] = settings.kafka_common()
+    conf.update(
+        {
+            # Assign-mode consumers need a group id for librdkafka but never join or commit.
+            "group.id": group or "kafka-http-gateway-unused",
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "enable.partition.eof": "false",
+            "fetch.wait.max.ms": "50",
+            "allow.auto.create.topics": "false",
+        }
+    )
+    conf.update(settings.kafka_consumer)
+    return conf
+
+
+@dataclass
+class Runtime:
+    """The process's long-lived resources, as routes see them."""
+
+    settings: Settings
+    executor: ThreadPoolExecutor
+    admin: AdminClient
+    metadata: MetadataCache
+    producer: GatewayProducer
+    publisher: Publisher
+    idempotency: IdempotencyStore
+    draining: bool = False
+    open_streams: int = 0
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "gateway is draining for shutdown"
+        return self.metadata.not_ready_reason()
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with contextlib.AsyncExitStack() as stack:
+        executor = ThreadPoolExecutor(max_workers=settings.kafka_threads, thread_name_prefix="kafka")
+        stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+
+        loop = asyncio.get_running_loop()
+        admin = await loop.run_in_executor(executor, lambda: AdminClient(settings.kafka_common()))
+        metadata = MetadataCache(admin, executor, settings.metadata_refresh_s, settings.metadata_max_age_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(metadata.refresh()), STARTUP_METADATA_WAIT_S)
+
+        producer = GatewayProducer(
+            producer_config(settings),
+            max_in_flight_records=settings.produce.max_in_flight_records,
+            max_in_flight_bytes=settings.produce.max_in_flight_bytes,
+            retry_after_s=settings.produce.retry_after_s,
+        )
+        stack.push_async_callback(producer.close, executor, PRODUCER_CLOSE_TIMEOUT_S)
+
+        rt = Runtime(
+            settings=settings,
+            executor=executor,
+            admin=admin,
+            metadata=metadata,
+            producer=producer,
+            publisher=Publisher(producer, metadata),
+            idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
+        )
+        refresher = asyncio.create_task(metadata.run(), name="metadata-refresh")
+        rt.tasks.append(refresher)
+
+        async def cancel_tasks() -> None:
+            rt.draining = True
+            for task in rt.tasks:
+                task.cancel()
+            await asyncio.gather(*rt.tasks, return_exceptions=True)
+
+        stack.push_async_callback(cancel_tasks)
+        log.info("gateway started; kafka %s", settings.kafka_common().get("bootstrap.servers"))
+        yield rt
+        rt.draining = True
+
+
+def lifespan_for(settings: Settings) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime(settings) as rt:
+            app.state.runtime = rt
+            yield
+
+    return lifespan

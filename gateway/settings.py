@@ -1,0 +1,107 @@
+"""Gateway configuration.
+
+Every setting comes from the environment with the ``GATEWAY_`` prefix; nested models use ``__``
+(``GATEWAY_SSE__HEARTBEAT_S=5``). Any librdkafka property passes through ``GATEWAY_KAFKA__<NAME>``
+where the name's underscores stand for librdkafka's dots (``GATEWAY_KAFKA__BOOTSTRAP_SERVERS`` is
+``bootstrap.servers``). Secrets may also come from files in ``GATEWAY_SECRETS_DIR`` (one file per
+variable name, as Kubernetes mounts them).
+
+Every bound in the gateway is a named default here, so an operator can see and change it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+
+
+class ProduceLimits(BaseModel):
+    """Bounds on what one produce request may carry and how long it may wait."""
+
+    max_body_bytes: Annotated[int, Field(gt=0)] = 8 * 1024 * 1024
+    # librdkafka's own default message.max.bytes and the broker's default max.message.bytes
+    # are both about 1 MB; a larger record would only fail later, at the broker.
+    max_record_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    max_batch_records: Annotated[int, Field(gt=0)] = 10_000
+    # Short enough for an HTTP client to still be waiting; librdkafka retries within it.
+    delivery_timeout_ms: Annotated[int, Field(ge=1000)] = 15_000
+    # Records queued or in flight in this process; beyond it requests get 429, not a long wait.
+    max_in_flight_records: Annotated[int, Field(gt=0)] = 200_000
+    max_in_flight_bytes: Annotated[int, Field(gt=0)] = 256 * 1024 * 1024
+    # NDJSON streaming produce: records awaiting their delivery report per stream.
+    ndjson_window: Annotated[int, Field(gt=0)] = 1000
+    idempotency_window_s: Annotated[float, Field(gt=0)] = 300.0
+    idempotency_max_keys: Annotated[int, Field(gt=0)] = 100_000
+    retry_after_s: Annotated[int, Field(ge=1)] = 1
+
+
+class SseSettings(BaseModel):
+    """Bounds and timing of server-sent event streams."""
+
+    heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
+    retry_ms: Annotated[int, Field(ge=0)] = 2000
+    max_streams: Annotated[int, Field(gt=0)] = 10_000
+    # Encoded events waiting for one slow subscriber before it is evicted.
+    subscriber_buffer: Annotated[int, Field(gt=0)] = 1000
+    send_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    batch_max_records: Annotated[int, Field(gt=0)] = 500
+    poll_timeout_s: Annotated[float, Field(gt=0)] = 0.2
+
+
+class Settings(BaseSettings):
+    """All of the gateway's configuration; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        secrets_dir=os.environ.get("GATEWAY_SECRETS_DIR") or None,
+    )
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Absolute URL under which clients reach this very process (Confluent v2 base_uri).
+    advertised_url: str | None = None
+
+    # librdkafka properties shared by every client the gateway builds; dots or underscores.
+    kafka: dict[str, str] = Field(default_factory=dict)
+    kafka_producer: dict[str, str] = Field(default_factory=dict)
+    kafka_consumer: dict[str, str] = Field(default_factory=dict)
+
+    produce: ProduceLimits = Field(default_factory=ProduceLimits)
+    sse: SseSettings = Field(default_factory=SseSettings)
+
+    # Blocking client calls (consume, metadata, offsets, close) run on this many threads.
+    kafka_threads: Annotated[int, Field(ge=2, le=256)] = 32
+    metadata_refresh_s: Annotated[float, Field(gt=0)] = 10.0
+    # /readyz turns 503 when the last good metadata answer is older than this.
+    metadata_max_age_s: Annotated[float, Field(gt=0)] = 30.0
+    request_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # On SIGTERM: turn unready, let streams say goodbye, then stop within this many seconds.
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
+    allow_auto_create_topics: bool = False
+
+    @field_validator("kafka", "kafka_producer", "kafka_consumer", mode="before")
+    @classmethod
+    def _librdkafka_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).lower().replace("_", "."): str(v) for k, v in value.items()}
+        return value
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka configuration every client shares (bootstrap, security, client id)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": DEFAULT_BOOTSTRAP,
+            "client.id": "kafka-http-gateway",
+            # librdkafka's own log lines go through Python logging, not straight to stderr.
+            "logger": logging.getLogger("librdkafka"),
+        }
+        conf.update(self.kafka)
+        return conf

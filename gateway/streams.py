@@ -1,0 +1,149 @@
+"""SSE streams of a topic: where they start, what they read, and the frames they produce (API.md §2.1).
+
+A stream without a group ``assign()``s its partitions at exact positions (from a cursor, or resolved
+from ``from=``) and never commits, so the first event comes in milliseconds and a cursor resumes it
+on any process. Frames are built once per record and many go out in one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import cast
+
+import msgspec
+from confluent_kafka import Message, TopicPartition
+
+from gateway import codec, cursor, errors, sse
+from gateway.kafka.consumer import AsyncConsumer
+from gateway.kafka.metadata import TopicInfo
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    topic: TopicInfo
+    partitions: tuple[int, ...]
+    start: str  # "earliest" | "latest" | "time"
+    start_ms: int | None
+    resume: dict[int, int] | None
+    key_format: codec.Format
+    value_format: codec.Format
+    key: str | None = None
+    filter_path: tuple[str, ...] | None = None
+    filter_value: object = None
+
+
+def parse_start(value: str | None) -> tuple[str, int | None]:
+    if value is None or value == "latest":
+        return "latest", None
+    if value == "earliest":
+        return "earliest", None
+    try:
+        return "time", codec.parse_timestamp(value if not value.isdigit() else int(value), "from")
+    except errors.InvalidRecord as exc:
+        raise errors.BadRequest(exc.message) from None
+
+
+def parse_partitions(value: str | None, topic: TopicInfo) -> tuple[int, ...]:
+    if not value:
+        return tuple(range(topic.partitions))
+    try:
+        wanted = sorted({int(p) for p in value.split(",") if p.strip()})
+    except ValueError:
+        raise errors.BadRequest("'partitions' must be a comma-separated list of partition numbers.") from None
+    for p in wanted:
+        if not 0 <= p < topic.partitions:
+            raise errors.PartitionNotFound(topic.name, p)
+    if not wanted:
+        raise errors.BadRequest("'partitions' names no partition.")
+    return tuple(wanted)
+
+
+def parse_filter(value: str | None) -> tuple[tuple[str, ...] | None, object]:
+    """``field.path=value``: the value is JSON if it parses (``n=3``, ``ok=true``), else a string."""
+    if not value:
+        return None, None
+    path, sep, raw = value.partition("=")
+    if not sep or not path:
+        raise errors.BadRequest("'filter' must look like field.path=value.")
+    try:
+        expected: object = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        expected = raw
+    return tuple(path.split(".")), expected
+
+
+def _matches(spec: StreamSpec, msg: Message) -> bool:
+    if spec.key is not None:
+        k = msg.key()
+        if k is None or k.decode("utf-8", "replace") != spec.key:
+            return False
+    if spec.filter_path is not None:
+        v = msg.value()
+        try:
+            node: object = msgspec.json.decode(v) if v is not None else None
+        except msgspec.DecodeError:
+            return False
+        for part in spec.filter_path:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return False
+        return node == spec.filter_value
+    return True
+
+
+async def start_positions(consumer: AsyncConsumer, spec: StreamSpec) -> dict[int, int]:
+    """Exact next offsets per partition, so the very first cursor already covers all of them."""
+    if spec.resume is not None:
+        missing = [p for p in spec.partitions if p not in spec.resume]
+        extra = [p for p in spec.resume if p not in spec.partitions]
+        if extra:
+            raise errors.BadRequest("The cursor names partitions this stream does not read.")
+        positions = dict(spec.resume)
+        for p in missing:  # partitions added since the cursor was made start at their beginning
+            positions[p] = (await consumer.watermarks(spec.topic.name, p))[0]
+        return positions
+    positions = {}
+    if spec.start == "time":
+        assert spec.start_ms is not None
+        found = await consumer.offsets_for_time(spec.topic.name, spec.partitions, spec.start_ms)
+        for p in spec.partitions:
+            off = found.get(p, -1)
+            positions[p] = off if off >= 0 else (await consumer.watermarks(spec.topic.name, p))[1]
+        return positions
+    for p in spec.partitions:
+        low, high = await consumer.watermarks(spec.topic.name, p)
+        positions[p] = low if spec.start == "earliest" else high
+    return positions
+
+
+async def assigned_frames(
+    consumer: AsyncConsumer, spec: StreamSpec, positions: dict[int, int], batch: int, poll_s: float
+) -> AsyncIterator[bytes]:
+    """Endless frames for an assign-mode stream; each chunk holds every record of one poll (maybe none)."""
+    topic = spec.topic.name
+    topic_json = msgspec.json.encode(topic)
+    await consumer.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
+    while True:
+        msgs = await consumer.consume(batch, poll_s)
+        out: list[bytes] = []
+        for msg in msgs:
+            if msg.error() is not None:
+                # librdkafka reports transient broker trouble in-band and recovers by itself.
+                continue
+            # A consumed message always has partition, offset and list-shaped headers.
+            p, offset = cast(int, msg.partition()), cast(int, msg.offset())
+            positions[p] = offset + 1
+            if not _matches(spec, msg):
+                continue
+            value = msg.value()
+            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            data = sse.record_data(
+                topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
+            )
+            out.append(sse.frame(cursor.encode(topic, positions), data, value is None))
+        # An idle poll yields b"" so the caller can notice shutdown between polls.
+        yield b"".join(out)
