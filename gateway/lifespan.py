@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import GatewayProducer
+from gateway.metrics import Metrics
 from gateway.publish import IdempotencyStore, Publisher
 from gateway.settings import Settings
 
@@ -83,6 +84,7 @@ class Runtime:
     producer: GatewayProducer
     publisher: Publisher
     idempotency: IdempotencyStore
+    metrics: Metrics
     draining: bool = False
     open_streams: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -94,7 +96,7 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
     async with contextlib.AsyncExitStack() as stack:
         executor = ThreadPoolExecutor(max_workers=settings.kafka_threads, thread_name_prefix="kafka")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
