@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from gateway import __version__
 from gateway.api import consume, errors, health, produce
 from gateway.lifespan import lifespan_for
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 DESCRIPTION = """\
@@ -28,12 +29,14 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics()
     app = FastAPI(
         title="Kafka HTTP gateway",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(settings, metrics),
     )
+    app.state.metrics = metrics
     errors.install(app)
     app.include_router(health.router)
     app.include_router(produce.router)

@@ -123,6 +123,7 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             producer=producer,
             publisher=Publisher(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
+            metrics=metrics,
         )
         refresher = asyncio.create_task(metadata.run(), name="metadata-refresh")
         rt.tasks.append(refresher)
@@ -139,10 +140,10 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
         rt.draining = True
 
 
-def lifespan_for(settings: Settings) -> Any:
+def lifespan_for(settings: Settings, metrics: Metrics) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime(settings) as rt:
+        async with runtime(settings, metrics) as rt:
             app.state.runtime = rt
             yield
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import RuntimeDep
+from gateway.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
 
@@ -37,3 +38,13 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     if reason is not None:
         return JSONResponse({"error_code": 50301, "message": reason}, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready"})
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {"example": 'gateway_records_produced_total{topic="orders"} 42.0'}}}},
+)
+async def metrics(rt: RuntimeDep) -> Response:
+    rt.metrics.producer_queue.set(rt.producer.in_flight_records)
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
