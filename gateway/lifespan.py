@@ -19,6 +19,8 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
+from gateway.api.shutdown import watch_shutdown
+from gateway.hub import StreamHub
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import GatewayProducer
 from gateway.metrics import Metrics
@@ -85,6 +87,7 @@ class Runtime:
     publisher: Publisher
     idempotency: IdempotencyStore
     metrics: Metrics
+    hub: StreamHub
     draining: bool = False
     open_streams: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -124,9 +127,13 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             publisher=Publisher(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
+            hub=StreamHub(settings.sse, consumer_config(settings), executor, metrics),
         )
+        stack.push_async_callback(rt.hub.close)
         refresher = asyncio.create_task(metadata.run(), name="metadata-refresh")
         rt.tasks.append(refresher)
+        # Turns the gateway unready and ends every stream with a goodbye as soon as SIGTERM arrives.
+        rt.tasks.append(asyncio.create_task(watch_shutdown(rt), name="shutdown-watch"))
 
         async def cancel_tasks() -> None:
             rt.draining = True

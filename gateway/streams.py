@@ -7,7 +7,7 @@ on any process. Frames are built once per record and many go out in one write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
@@ -120,30 +120,46 @@ async def start_positions(consumer: AsyncConsumer, spec: StreamSpec) -> dict[int
     return positions
 
 
+def encode_batch(
+    spec: StreamSpec, topic_json: bytes, positions: dict[int, int], msgs: list[Message], owned: set[int] | None = None
+) -> tuple[bytes, int]:
+    """Frames of one poll as one chunk, and how many events it holds; advances ``positions``.
+
+    Every frame's id is the cursor after its record, so it names the next offset of every partition
+    of the stream, including partitions whose records were filtered out. ``owned`` (group mode)
+    drops records of partitions this stream no longer owns after a rebalance.
+    """
+    topic = spec.topic.name
+    out: list[bytes] = []
+    for msg in msgs:
+        if msg.error() is not None:
+            # librdkafka reports transient broker trouble in-band and recovers by itself.
+            continue
+        # A consumed message always has partition, offset and list-shaped headers.
+        p, offset = cast(int, msg.partition()), cast(int, msg.offset())
+        if owned is not None and p not in owned:
+            continue
+        positions[p] = offset + 1
+        if not _matches(spec, msg):
+            continue
+        value = msg.value()
+        headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+        data = sse.record_data(
+            topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
+        )
+        out.append(sse.frame(cursor.encode(topic, positions), data, value is None))
+    return b"".join(out), len(out)
+
+
 async def assigned_frames(
     consumer: AsyncConsumer, spec: StreamSpec, positions: dict[int, int], batch: int, poll_s: float
-) -> AsyncIterator[bytes]:
-    """Endless frames for an assign-mode stream; each chunk holds every record of one poll (maybe none)."""
-    topic = spec.topic.name
-    topic_json = msgspec.json.encode(topic)
-    await consumer.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
+) -> AsyncGenerator[tuple[bytes, int], None]:
+    """Endless (chunk, events) for an assign-mode stream; each chunk holds every record of one poll.
+
+    An idle poll yields ``(b"", 0)`` so the caller can notice shutdown between polls.
+    """
+    topic_json = msgspec.json.encode(spec.topic.name)
+    await consumer.assign([TopicPartition(spec.topic.name, p, off) for p, off in positions.items()])
     while True:
         msgs = await consumer.consume(batch, poll_s)
-        out: list[bytes] = []
-        for msg in msgs:
-            if msg.error() is not None:
-                # librdkafka reports transient broker trouble in-band and recovers by itself.
-                continue
-            # A consumed message always has partition, offset and list-shaped headers.
-            p, offset = cast(int, msg.partition()), cast(int, msg.offset())
-            positions[p] = offset + 1
-            if not _matches(spec, msg):
-                continue
-            value = msg.value()
-            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-            data = sse.record_data(
-                topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
-            )
-            out.append(sse.frame(cursor.encode(topic, positions), data, value is None))
-        # An idle poll yields b"" so the caller can notice shutdown between polls.
-        yield b"".join(out)
+        yield encode_batch(spec, topic_json, positions, msgs)

@@ -1,76 +1,164 @@
-"""Native consume: the SSE stream ``GET /topics/{topic}/events`` (API.md §2.1)."""
+"""Native consume: the SSE stream ``GET /topics/{topic}/events`` (API.md §2.1).
+
+Three ways to serve one stream, chosen before the first byte so every refusal is a plain HTTP error:
+
+- ``group=<id>``: a member of that Kafka consumer group (``gateway.groups``), committing what it wrote;
+- ``latest`` without a cursor: a subscriber of the process's shared feed for that topic (``gateway.hub``);
+- otherwise (``earliest``, a time, or a cursor): its own assign-mode consumer at exact positions.
+
+Once the stream has started, a failure is an ``event: error`` and the end of the stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
 
-import anyio
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
-from gateway import codec, cursor, errors, sse, streams
+from gateway import codec, cursor, errors, groups, sse, streams
 from gateway.api.deps import RuntimeDep
+from gateway.hub import StreamHub, Subscription
 from gateway.kafka.consumer import AsyncConsumer
 from gateway.lifespan import Runtime, consumer_config
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["consume"])
 
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_EXAMPLE_STREAM = (
+    "retry: 2000\n: connected\n\n"
+    "id: AQEAKgr0yF0\nevent: record\n"
+    'data: {"topic":"orders","partition":0,"offset":41,"timestamp":1700000000000,"key":"user-1",'
+    '"value":{"clicked":"buy"},"headers":{"source":"web"}}\n\n'
+    "id: AQEAKwAGaBk\nevent: tombstone\n"
+    'data: {"topic":"orders","partition":0,"offset":42,"timestamp":1700000000050,"key":"user-1",'
+    '"value":null,"headers":{}}\n\n'
+    "id: AQEALPjKBm4\nevent: record\n"
+    'data: {"topic":"orders","partition":0,"offset":43,"timestamp":1700000000090,"key":"user-2",'
+    '"value_b64":"/w==","decode_error":"value not valid JSON: ...","headers":{}}\n\n'
+    ": ping - 2026-11-27 16:00:15.000000+00:00\n\n"
+)
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "An endless `text/event-stream`. First a `retry:` line and a comment; then one event per "
         "record: `id: <cursor>`, `event: record` (or `tombstone` for a null value), `data: {topic, partition, "
-        "offset, timestamp, key, value, headers}` on one line. Comment heartbeats during silence.",
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "example": 'retry: 2000\n: connected\n\nid: AQEAKgAAAAA\nevent: record\ndata: {"topic":"orders",'
-                '"partition":0,"offset":41,"timestamp":1700000000000,"key":"user-1","value":{"clicked":"buy"},'
-                '"headers":{}}\n\n',
-            }
-        },
+        "offset, timestamp, key, value, headers}` on one line; a value that does not decode in the asked format "
+        "comes as `value_b64` + `decode_error`. Comment heartbeats keep idle streams alive. After the stream has "
+        'started, a failure is `event: error` with `data: {"message": ...}` (for example `slow consumer`) and '
+        "the stream ends; on shutdown the gateway sends a last `retry:` and ends it.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _EXAMPLE_STREAM}},
     },
-    400: {"description": "Bad query parameter or malformed cursor", **_ERR},
+    400: {"description": "Bad query parameter or malformed cursor (40001)", **_ERR},
     404: {"description": "Unknown topic (40401) or partition (40402)", **_ERR},
-    429: {"description": "Too many streams on this process; see Retry-After", **_ERR},
-    503: {"description": "Kafka unreachable or gateway draining; see Retry-After", **_ERR},
+    429: {"description": "Too many streams on this process (42901); see Retry-After", **_ERR},
+    503: {"description": "Kafka unreachable or gateway draining (50301); see Retry-After", **_ERR},
 }
+DESCRIPTION = """\
+Streams records as [server-sent events](https://html.spec.whatwg.org/multipage/server-sent-events.html),
+for `EventSource`, curl (`curl -N`) and services.
+
+**Resume.** Every event's `id` is an opaque cursor holding the next offset of *every* partition of the
+stream. Reconnecting with it (`Last-Event-ID` header, which `EventSource` sends by itself, or
+`last_event_id=`) on any gateway process yields exactly the records after that event. `from` is ignored
+when resuming; partitions the cursor does not name (added since) start at their beginning.
+
+**Without `group`** partitions are assigned directly and nothing is committed. Streams at `latest` (no
+cursor) with the same topic, partitions, formats and filters share one Kafka consumer per process; a
+subscriber more than `GATEWAY_SSE__SUBSCRIBER_BUFFER` events behind gets `event: error` (`slow consumer`)
+and is closed, and resumes losslessly with its last event id.
+
+**With `group`** the streams of that group, on any number of gateway processes, split the partitions
+through Kafka's group protocol. Offsets of events written to the socket are committed (at-least-once), and
+a reconnect resumes from the group's committed offsets (a cursor is then only checked, not used); `from`
+applies to partitions the group has never committed. `partitions` cannot be combined with `group`.
+"""
+
+
+class _StreamResponse(EventSourceResponse):
+    """An ``EventSourceResponse`` that always runs its cleanup, even when the body never started
+    (client gone before the first send) or the response failed."""
+
+    def __init__(self, *args: Any, cleanup: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self._cleanup())
 
 
 @router.get(
     "/topics/{topic}/events",
     summary="Stream a topic as server-sent events, resumable with Last-Event-ID",
+    description=DESCRIPTION,
     response_class=EventSourceResponse,
     responses=SSE_RESPONSES,
 )
 async def events(
     rt: RuntimeDep,
-    topic: Annotated[str, Path(max_length=249)],
+    topic: Annotated[str, Path(max_length=249, examples=["orders"])],
     from_: Annotated[
-        str | None, Query(alias="from", description="earliest | latest | epoch ms | RFC 3339 (default latest)")
+        str | None,
+        Query(
+            alias="from",
+            description="Where to start: `earliest`, `latest` (default), epoch milliseconds or RFC 3339. "
+            "Ignored when resuming with a cursor.",
+            examples=["earliest", "1700000000000", "2026-11-27T16:00:00Z"],
+        ),
     ] = None,
-    partitions: Annotated[str | None, Query(description="Comma-separated partitions, e.g. 0,2")] = None,
-    key: Annotated[str | None, Query(description="Only records with exactly this key")] = None,
+    group: Annotated[
+        str | None,
+        Query(description="Consumer group: streams of one group split the partitions and commit what they wrote"),
+    ] = None,
+    partitions: Annotated[
+        str | None, Query(description="Comma-separated partitions (default all; not with `group`)", examples=["0,2"])
+    ] = None,
+    key: Annotated[str | None, Query(description="Only records whose key is exactly this text")] = None,
     filter_: Annotated[
-        str | None, Query(alias="filter", description="field.path=value: JSON value field equality")
+        str | None,
+        Query(
+            alias="filter",
+            description="`field.path=value`: only records whose JSON value has that field equal to the value "
+            "(the value is JSON if it parses, e.g. `n=3`, `ok=true`, else text)",
+            examples=["status=paid", "customer.tier=gold"],
+        ),
     ] = None,
-    fmt: Annotated[str | None, Query(alias="format", description="Sets key_format and value_format")] = None,
+    fmt: Annotated[str | None, Query(alias="format", description="Sets both key_format and value_format")] = None,
     key_format: Annotated[str | None, Query(description="json | string | binary (default string)")] = None,
     value_format: Annotated[str | None, Query(description="json | string | binary (default json)")] = None,
     last_event_id_q: Annotated[
-        str | None, Query(alias="last_event_id", description="Cursor, for clients that cannot set headers")
+        str | None,
+        Query(alias="last_event_id", description="Cursor to resume after, for clients that cannot set headers"),
     ] = None,
-    last_event_id: Annotated[str | None, Header(description="Cursor of the last event received")] = None,
+    # Declared for the contract; the authentication layer reads it, not this route.
+    access_token: Annotated[
+        str | None,
+        Query(description="Credentials for `EventSource`, which cannot send `Authorization` (when auth is on)"),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(description="Cursor of the last event received; `EventSource` sends it on reconnect")
+    ] = None,
 ) -> EventSourceResponse:
-    if rt.draining:
+    hub = rt.hub
+    if rt.draining or hub.draining:
         raise errors.Unavailable("The gateway is draining; reconnect to another instance.")
     info = await rt.metadata.topic(topic)
     both = codec.parse_format(fmt, "json", "format") if fmt else None
     token = last_event_id or last_event_id_q
     start, start_ms = streams.parse_start(from_)
     path, expected = streams.parse_filter(filter_)
+    group_id = groups.parse_group(group)
+    if group_id is not None and partitions:
+        raise errors.BadRequest("'partitions' cannot be combined with 'group': the group assigns partitions.")
     spec = streams.StreamSpec(
         topic=info,
         partitions=streams.parse_partitions(partitions, info),
@@ -83,47 +171,124 @@ async def events(
         filter_path=path,
         filter_value=expected,
     )
-    if rt.open_streams >= rt.settings.sse.max_streams:
-        raise errors.Backpressure("Too many streams on this gateway instance; retry shortly.")
-    consumer = await AsyncConsumer.create(consumer_config(rt.settings), rt.executor)
+    if group_id is not None:
+        mode = "group"
+    elif spec.resume is None and spec.start == "latest":
+        mode = "shared"
+    else:
+        mode = "assign"
+    slot = hub.acquire(mode, rt.settings.produce.retry_after_s)
+    closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def cleanup() -> None:
+        slot.release()
+        while closers:
+            await closers.pop()()
+
     try:
-        positions = await streams.start_positions(consumer, spec)
+        body: AsyncGenerator[bytes, None]
+        if mode == "shared":
+            sub = await hub.subscribe(spec)
+
+            async def leave() -> None:
+                hub.unsubscribe(sub)
+
+            closers.append(leave)
+            body = _shared_stream(rt, sub)
+        else:
+            consumer = await AsyncConsumer.create(consumer_config(rt.settings, group_id), rt.executor)
+            closers.append(consumer.close)
+            if mode == "group":
+                member = groups.GroupStream(consumer, spec)
+                closers.append(member.close)
+                await member.join()
+                body = _group_stream(rt, member)
+            else:
+                positions = await streams.start_positions(consumer, spec)
+                body = _assigned_stream(rt, consumer, spec, positions)
     except BaseException:
-        await asyncio.shield(consumer.close())
+        await asyncio.shield(cleanup())
         raise
-    shutdown = anyio.Event()
     cfg = rt.settings.sse
-    return EventSourceResponse(
-        _stream(rt, consumer, spec, positions, shutdown),
+    return _StreamResponse(
+        _guarded(rt, mode, body, cleanup),
+        cleanup=cleanup,
         ping=cfg.heartbeat_s,
+        sep="\n",
         send_timeout=cfg.send_timeout_s,
-        shutdown_event=shutdown,
-        shutdown_grace_period=min(2.0, rt.settings.shutdown_grace_s),
+        # sse-starlette cancels streams once shutdown is seen; give ours time to send the goodbye first.
+        shutdown_grace_period=rt.settings.shutdown_grace_s * 0.8,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _stream(
-    rt: Runtime,
-    consumer: AsyncConsumer,
-    spec: streams.StreamSpec,
-    positions: dict[int, int],
-    shutdown: anyio.Event,
-) -> AsyncIterator[bytes]:
-    cfg = rt.settings.sse
-    rt.open_streams += 1
+async def _guarded(
+    rt: Runtime, mode: str, body: AsyncGenerator[bytes, None], cleanup: Callable[[], Awaitable[None]]
+) -> AsyncGenerator[bytes, None]:
+    """The prelude, the body, and after the start every failure as ``event: error``; cleanup always."""
     try:
-        yield sse.prelude(cfg.retry_ms)
-        frames = streams.assigned_frames(consumer, spec, positions, cfg.batch_max_records, cfg.poll_timeout_s)
-        async for chunk in frames:
-            if chunk:
+        yield sse.prelude(rt.settings.sse.retry_ms)
+        async with contextlib.aclosing(body):
+            async for chunk in body:
                 yield chunk
-            if shutdown.is_set():
-                break
-        yield sse.goodbye(cfg.retry_ms)
     except errors.GatewayError as exc:
         yield sse.error_event(exc.message)
+    except KafkaException as exc:
+        log.warning("%s stream failed: %s", mode, exc)
+        yield sse.error_event(f"Kafka error: {exc.args[0] if exc.args else exc}")
     finally:
-        rt.open_streams -= 1
         # Shielded: a cancelled stream must still wait for a consume() running in a thread.
-        await asyncio.shield(consumer.close())
+        await asyncio.shield(cleanup())
+
+
+def _count(rt: Runtime, mode: str, events: int) -> None:
+    if events:
+        rt.metrics.sse_events.labels(mode).inc(events)
+
+
+async def _shared_stream(rt: Runtime, sub: Subscription) -> AsyncGenerator[bytes, None]:
+    hub: StreamHub = rt.hub
+    while True:
+        if sub.error is not None:
+            yield sse.error_event(sub.error)
+            return
+        if sub.pending:
+            chunk, events = sub.take()
+            yield chunk
+            _count(rt, "shared", events)
+            continue
+        if hub.draining:
+            yield sse.goodbye(rt.settings.sse.retry_ms)
+            return
+        sub.ready.clear()
+        await sub.ready.wait()
+
+
+async def _assigned_stream(
+    rt: Runtime, consumer: AsyncConsumer, spec: streams.StreamSpec, positions: dict[int, int]
+) -> AsyncGenerator[bytes, None]:
+    cfg = rt.settings.sse
+    frames = streams.assigned_frames(consumer, spec, positions, cfg.batch_max_records, cfg.poll_timeout_s)
+    async with contextlib.aclosing(frames):
+        async for chunk, events in frames:
+            if chunk:
+                yield chunk
+                _count(rt, "assign", events)
+            if rt.hub.draining:
+                break
+    yield sse.goodbye(cfg.retry_ms)
+
+
+async def _group_stream(rt: Runtime, member: groups.GroupStream) -> AsyncGenerator[bytes, None]:
+    cfg = rt.settings.sse
+    frames = member.frames(cfg.batch_max_records, cfg.poll_timeout_s)
+    async with contextlib.aclosing(frames):
+        async for chunk, events in frames:
+            if chunk:
+                yield chunk
+                _count(rt, "group", events)
+            # The chunk is on the socket now (or was all filtered out): commit it (at-least-once).
+            await member.written()
+            if rt.hub.draining:
+                break
+    yield sse.goodbye(cfg.retry_ms)

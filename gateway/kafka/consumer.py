@@ -45,7 +45,14 @@ class AsyncConsumer:
         async with self._lock:
             if self._closed:
                 raise errors.Unavailable("The stream's Kafka consumer is closed.")
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                # A thread cannot be interrupted: keep the lock until the call returns (bounded by its
+                # own timeout), so a close() after a cancelled stream never overlaps a consume().
+                await _wait_uncancelled(fut)
+                raise
 
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
         await self._call(self._consumer.assign, list(partitions))
@@ -67,8 +74,11 @@ class AsyncConsumer:
         found = await self._call(lambda: self._consumer.offsets_for_times(tps, OFFSETS_TIMEOUT_S))
         return {tp.partition: tp.offset for tp in found}
 
-    async def commit(self, offsets: Sequence[TopicPartition]) -> None:
-        await self._call(lambda: self._consumer.commit(offsets=list(offsets), asynchronous=False))
+    async def commit(self, offsets: Sequence[TopicPartition], asynchronous: bool = False) -> None:
+        if asynchronous:
+            await self._call(lambda: self._consumer.commit(offsets=list(offsets), asynchronous=True))
+        else:
+            await self._call(lambda: self._consumer.commit(offsets=list(offsets), asynchronous=False))
 
     async def committed(self, partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
         return await self._call(lambda: self._consumer.committed(list(partitions), OFFSETS_TIMEOUT_S))
@@ -89,6 +99,14 @@ class AsyncConsumer:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             warnings.warn("AsyncConsumer was never closed", ResourceWarning, stacklevel=1)
+
+
+async def _wait_uncancelled(fut: asyncio.Future[Any]) -> None:
+    while not fut.done():
+        try:
+            await asyncio.wait([fut])
+        except asyncio.CancelledError:
+            continue
 
 
 def is_partition_eof(err: KafkaError | None) -> bool:

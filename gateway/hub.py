@@ -1,0 +1,233 @@
+"""Every SSE stream of the process: the cap, the drain on shutdown, and the shared fan-out feeds.
+
+Streams that start at ``latest`` without a group and ask for the same topic, partitions, formats
+and filters share one assign-mode Kafka consumer (a *feed*). The feed encodes each poll once into
+one chunk of frames and hands the very same bytes object to every subscriber.
+
+A subscriber holds a bounded buffer of events not yet written to its socket. When a new chunk
+would push it over ``subscriber_buffer``, the feed drops it on the spot (its buffer is freed and
+it is told ``slow consumer``); the feed never waits for any subscriber. The feed's consumer closes
+when its last subscriber leaves. An evicted client loses nothing: its last event id resumes it
+exactly, on this or any other process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import TopicPartition
+
+from gateway import errors, streams
+from gateway.kafka.consumer import AsyncConsumer
+from gateway.metrics import Metrics
+from gateway.settings import SseSettings
+
+log = logging.getLogger(__name__)
+
+SLOW_CONSUMER = (
+    "slow consumer: this client fell more than {n} events behind the stream; reconnect with its last event id"
+)
+# How long closing the hub waits for feeds to stop (each stops within one poll).
+CLOSE_TIMEOUT_S = 5.0
+
+FeedKey = tuple[object, ...]
+
+
+class Slot:
+    """One stream's place under the cap; releasing twice is harmless (the generator's ``finally``
+    and the response's background task both release, so a stream that never started is counted out)."""
+
+    def __init__(self, hub: StreamHub, mode: str) -> None:
+        self._hub = hub
+        self.mode = mode
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._hub._release(self)
+
+
+class Subscription:
+    """A fan-out subscriber: a bounded list of chunks the feed put and the stream has not written yet."""
+
+    def __init__(self, feed: Feed, limit: int) -> None:
+        self.feed = feed
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.pending = 0
+        self.error: str | None = None
+        self.ready = asyncio.Event()
+
+    def offer(self, chunk: bytes, events: int) -> bool:
+        """Queue one chunk; False (and evicted) when the subscriber is too far behind.
+
+        An empty buffer always takes a whole poll, so a batch larger than the limit does not
+        evict a subscriber that keeps up.
+        """
+        if self.pending and self.pending + events > self.limit:
+            self.chunks.clear()
+            self.pending = 0
+            self.fail(SLOW_CONSUMER.format(n=self.limit))
+            return False
+        self.chunks.append(chunk)
+        self.pending += events
+        self.ready.set()
+        return True
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self.ready.set()
+
+    def take(self) -> tuple[bytes, int]:
+        """Everything queued, as one write."""
+        chunks, events = self.chunks, self.pending
+        self.chunks, self.pending = [], 0
+        self.ready.clear()
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), events
+
+
+@dataclass(eq=False)
+class Feed:
+    """One shared assign-mode consumer at ``latest`` and its subscribers."""
+
+    key: FeedKey
+    spec: streams.StreamSpec
+    hub: StreamHub
+    subscribers: set[Subscription] = field(default_factory=set)
+    started: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    stopping: bool = False
+    task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        hub, cfg = self.hub, self.hub.settings
+        consumer: AsyncConsumer | None = None
+        hub.metrics.sse_shared_consumers.inc()
+        try:
+            consumer = await AsyncConsumer.create(hub.consumer_conf, hub.executor)
+            positions = await streams.start_positions(consumer, self.spec)
+            topic = self.spec.topic.name
+            await consumer.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
+            self.started.set_result(None)
+            topic_json = msgspec.json.encode(topic)
+            while not self.stopping:
+                msgs = await consumer.consume(cfg.batch_max_records, cfg.poll_timeout_s)
+                if not msgs:
+                    continue
+                chunk, events = streams.encode_batch(self.spec, topic_json, positions, msgs)
+                if not events:
+                    continue
+                for sub in list(self.subscribers):
+                    if not sub.offer(chunk, events):
+                        self.subscribers.discard(sub)
+                        hub.metrics.sse_evictions.inc()
+        except Exception as exc:
+            message = exc.message if isinstance(exc, errors.GatewayError) else f"Kafka error: {exc}"
+            if not self.started.done():
+                self.started.set_exception(exc)
+                # Every waiting subscriber re-raises it; none may be left to, which is fine too.
+                self.started.add_done_callback(lambda f: f.exception())
+            else:
+                log.warning("shared feed for %s failed: %s", self.spec.topic.name, message)
+            for sub in self.subscribers:
+                sub.fail(message)
+            self.subscribers.clear()
+        finally:
+            hub._forget(self)
+            hub.metrics.sse_shared_consumers.dec()
+            if consumer is not None:
+                await asyncio.shield(consumer.close())
+
+    def leave(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers:
+            # Stop after the current poll; a later subscriber of the same key gets a new feed.
+            self.stopping = True
+            self.hub._forget(self)
+
+
+class StreamHub:
+    """Counts streams against the cap, drains them on shutdown, and owns the shared feeds."""
+
+    def __init__(self, settings: SseSettings, consumer_conf: dict[str, Any], executor: Executor, metrics: Metrics):
+        self.settings = settings
+        self.consumer_conf = consumer_conf
+        self.executor = executor
+        self.metrics = metrics
+        self.open_streams = 0
+        self.draining = False
+        self._feeds: dict[FeedKey, Feed] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: set[Subscription] = set()
+
+    def acquire(self, mode: str, retry_after_s: int = 1) -> Slot:
+        """A place for one more stream, or 429 (cap) / 503 (draining) before the stream starts."""
+        if self.draining:
+            raise errors.Unavailable("The gateway is draining; reconnect to another instance.", retry_after_s)
+        if self.open_streams >= self.settings.max_streams:
+            raise errors.Backpressure("Too many streams on this gateway instance; retry shortly.", retry_after_s)
+        self.open_streams += 1
+        self.metrics.sse_streams.labels(mode).inc()
+        return Slot(self, mode)
+
+    def _release(self, slot: Slot) -> None:
+        self.open_streams -= 1
+        self.metrics.sse_streams.labels(slot.mode).dec()
+
+    async def subscribe(self, spec: streams.StreamSpec) -> Subscription:
+        """Join (or start) the shared feed for ``spec``; returns once the feed reads from ``latest``."""
+        key: FeedKey = (
+            spec.topic.name,
+            spec.partitions,
+            spec.key_format,
+            spec.value_format,
+            spec.key,
+            spec.filter_path,
+            msgspec.json.encode(spec.filter_value) if spec.filter_path else None,
+        )
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = Feed(key, spec, self)
+            self._feeds[key] = feed
+            feed.task = asyncio.create_task(feed.run(), name=f"sse-feed-{spec.topic.name}")
+            self._tasks.add(feed.task)
+            feed.task.add_done_callback(self._tasks.discard)
+        sub = Subscription(feed, self.settings.subscriber_buffer)
+        feed.subscribers.add(sub)
+        self._subscriptions.add(sub)
+        try:
+            await asyncio.shield(feed.started)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+        sub.feed.leave(sub)
+
+    def _forget(self, feed: Feed) -> None:
+        if self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+
+    def drain(self) -> None:
+        """Shutdown began: refuse new streams and wake every stream so it says goodbye now."""
+        if self.draining:
+            return
+        self.draining = True
+        # Fan-out subscribers wait on their buffer; assign and group streams notice between polls.
+        for sub in self._subscriptions:
+            sub.ready.set()
+
+    async def close(self) -> None:
+        """Stop every feed (each within one poll) and close its consumer."""
+        self.drain()
+        for feed in list(self._feeds.values()):
+            feed.stopping = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT_S)
