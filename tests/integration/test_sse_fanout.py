@@ -1,0 +1,120 @@
+"""Fan-out: streams at ``latest`` share one Kafka consumer per process; a slow one is evicted, not waited for."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.helpers import GatewayProcess
+from tests.integration.sse_support import Event, metric, produce, stream, take, wait_until
+
+
+def test_latest_subscribers_share_one_consumer_and_see_the_same_events(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic(2)
+    with GatewayProcess(bootstrap) as gw:
+        shared = lambda: metric(gw.url, "gateway_sse_shared_consumers")  # noqa: E731
+        assert shared() == 0
+        with stream(gw.url, topic) as a, stream(gw.url, topic) as b, stream(gw.url, topic) as c:
+            assert shared() == 1
+            assert metric(gw.url, "gateway_sse_streams", mode="shared") == 3
+            with stream(gw.url, topic, {"format": "string"}) as d:
+                assert shared() == 2
+                produce(bootstrap, topic, [(f"k{i}".encode(), b'{"i": %d}' % i) for i in range(200)])
+                got = [take(s, 200) for s in (a, b, c, d)]
+            assert got[0] == got[1] == got[2]
+            assert sorted(e.data["value"]["i"] for e in got[0]) == list(range(200))
+            assert [e.id for e in got[3]] == [e.id for e in got[0]]
+            assert isinstance(got[3][0].data["value"], str)
+            assert metric(gw.url, "gateway_sse_events_sent_total", mode="shared") == 800
+        # The feed's consumer closes when its last subscriber leaves.
+        wait_until(lambda: shared() == 0, 10)
+        assert metric(gw.url, "gateway_sse_streams", mode="shared") == 0
+
+
+def test_a_latest_subscriber_resumes_exactly_with_its_last_id(bootstrap: str, new_topic: Callable[..., str]) -> None:
+    topic = new_topic(3)
+    with GatewayProcess(bootstrap) as gw:
+        with stream(gw.url, topic) as events:
+            produce(bootstrap, topic, [(f"k{i}".encode(), b"%d" % i) for i in range(100)])
+            first = take(events, 40)
+        produce(bootstrap, topic, [(f"k{i}".encode(), b"%d" % i) for i in range(100, 150)])
+        with stream(gw.url, topic, headers={"Last-Event-ID": first[-1].id}) as events:
+            rest = take(events, 110)
+    values = [e.data["value"] for e in first + rest]
+    assert sorted(values) == list(range(150)) and len(values) == 150
+
+
+def _slow_client(url: str, topic: str) -> socket.socket:
+    """An SSE client that never reads: a tiny receive buffer, so the server's writes soon block."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(
+        f"GET /topics/{topic}/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic(1)
+    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "200", "GATEWAY_SSE__BATCH_MAX_RECORDS": "100"}
+    n = 4000
+    payload = b'{"pad": "' + b"x" * 2000 + b'"}'
+    with GatewayProcess(bootstrap, env=env) as gw:
+        slow = _slow_client(gw.url, topic)
+        try:
+            with stream(gw.url, topic) as fast:
+                wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
+                assert metric(gw.url, "gateway_sse_shared_consumers") == 1
+                received: list[Event] = []
+                reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
+                reader.start()
+                produce(bootstrap, topic, [(b"k", payload)] * n)
+                reader.join(70)
+                # The fast subscriber got everything while the slow one was not reading at all.
+                assert [e.data["offset"] for e in received] == list(range(n))
+                assert metric(gw.url, "gateway_sse_slow_subscriber_evictions_total") == 1
+            # Now the slow client reads: whatever was already in flight, then the error, then the end.
+            slow.settimeout(10)
+            data = b""
+            while chunk := slow.recv(1 << 20):
+                data += chunk
+        finally:
+            slow.close()
+        tail = data.rstrip(b"\r\n0").split(b"\n\n")[-1]
+        assert b"event: error" in tail and b"slow consumer" in tail, tail[-300:]
+        assert metric(gw.url, "gateway_sse_streams", mode="shared") == 0
+
+
+def test_the_shared_consumer_never_waits_for_a_stalled_client(bootstrap: str, new_topic: Callable[..., str]) -> None:
+    """A stalled subscriber does not delay a live one: both subscribed, only one reads, records keep coming."""
+    topic = new_topic(1)
+    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "50", "GATEWAY_SSE__BATCH_MAX_RECORDS": "50"}
+    with GatewayProcess(bootstrap, env=env) as gw:
+        slow = _slow_client(gw.url, topic)
+        try:
+            with stream(gw.url, topic) as fast:
+                wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
+                received: list[Event] = []
+                reader = threading.Thread(target=lambda: received.extend(take(fast, 2000, timeout_s=60)))
+                reader.start()
+                produce(bootstrap, topic, [(b"k", b'"' + b"y" * 4000 + b'"')] * 2000)
+                reader.join(70)
+                assert [e.event for e in received] == ["record"] * 2000
+                # A live record after the flood still arrives promptly (no timing assertion: it arrives).
+                with httpx.Client(base_url=gw.url, timeout=10) as http:
+                    http.post(f"/topics/{topic}/records", json={"key": "late", "value": "hello"})
+                (late,) = take(fast, 1)
+                assert late.data["key"] == "late"
+        finally:
+            slow.close()
+        time.sleep(0.1)
