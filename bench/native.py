@@ -1,0 +1,145 @@
+"""The reference: confluent-kafka used directly from Python, as a well-written application would.
+
+The native Producer gets the gateway's own producer configuration (``producer_config``: acks=all,
+idempotence, linger, partitioner), produces the same key/value bytes, and counts each record only when
+its delivery report says it was written, exactly what the gateway waits for before it answers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+PRODUCE_POLL_EVERY = 1000
+
+
+def native_producer_config(bootstrap: str, **overrides: str) -> dict[str, Any]:
+    # Imported here so ``--gateway-dir`` (put first on sys.path) decides which gateway's config it is.
+    from gateway.lifespan import producer_config
+    from gateway.settings import Settings
+
+    conf = producer_config(Settings(kafka={"bootstrap.servers": bootstrap}))
+    conf.pop("logger", None)
+    conf["client.id"] = "bench-native"
+    conf.update(overrides)
+    return conf
+
+
+def create_topic(admin: AdminClient, partitions: int, prefix: str = "bench") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10)[name].result(timeout=15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        md = admin.list_topics(name, timeout=5).topics.get(name)
+        partitions_ready = md is not None and md.error is None and len(md.partitions) == partitions
+        if partitions_ready and all(p.leader >= 0 for p in md.partitions.values()):
+            return name
+        time.sleep(0.05)
+    raise TimeoutError(f"topic {name} not ready")
+
+
+@dataclass
+class NativeResult:
+    records: int
+    failed: int
+    seconds: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def produce(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes | None, bytes]], count: int) -> NativeResult:
+    """Produce ``count`` records cycling through ``pairs`` (key, value); wait for every delivery report."""
+    producer = Producer(native_producer_config(bootstrap))
+    delivered = 0
+    failed = 0
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        nonlocal delivered, failed
+        if err is None:
+            delivered += 1
+        else:
+            failed += 1
+
+    # Connect and learn the topic's metadata before the clock starts, as a long-lived app would have.
+    producer.list_topics(topic, timeout=10)
+    t0, c0 = time.monotonic(), time.process_time()
+    n = len(pairs)
+    produce_ = producer.produce
+    for i in range(count):
+        key, value = pairs[i % n]
+        while True:
+            try:
+                produce_(topic, value, key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.005)
+        if i % PRODUCE_POLL_EVERY == 0:
+            producer.poll(0)
+    producer.flush(120)
+    elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
+    return NativeResult(delivered, failed, elapsed, cpu)
+
+
+def sequential_latencies(bootstrap: str, topic: str, key: bytes, value: bytes, seconds: float) -> list[float]:
+    """One record at a time, each awaited to its delivery report: the floor under a single produce (ms)."""
+    producer = Producer(native_producer_config(bootstrap))
+    producer.list_topics(topic, timeout=10)
+    done: list[float] = []
+    out: list[float] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        done.append(time.monotonic())
+
+    producer.produce(topic, value, key, on_delivery=on_delivery)  # connect and warm up
+    producer.flush(10)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        done.clear()
+        t = time.monotonic()
+        producer.produce(topic, value, key, on_delivery=on_delivery)
+        while not done:
+            producer.poll(0.05)
+        out.append((done[0] - t) * 1000)
+    producer.flush(10)
+    return out
+
+
+def consume(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 120.0) -> NativeResult:
+    """Read ``expected`` records from the beginning with assign() (no group), as the gateway's SSE does."""
+    t0, c0 = time.monotonic(), time.process_time()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-native-unused",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "false",
+            "fetch.wait.max.ms": "50",
+        }
+    )
+    got = 0
+    try:
+        consumer.assign([TopicPartition(topic, p, -2) for p in range(partitions)])
+        deadline = t0 + timeout_s
+        while got < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is None:
+                    # Touch what an application would use, as the gateway does for every event.
+                    msg.key(), msg.value(), msg.offset()
+                    got += 1
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
+    finally:
+        consumer.close()
+    return NativeResult(got, expected - got, elapsed, cpu)
+
+
+def producer(bootstrap: str, **overrides: str) -> Producer:
+    return Producer(native_producer_config(bootstrap, **overrides))
