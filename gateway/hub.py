@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from confluent_kafka import TopicPartition
 
 from gateway import errors, streams
 from gateway.kafka.consumer import AsyncConsumer
+from gateway.kafka.offsets import Offsets
 from gateway.metrics import Metrics
 from gateway.settings import SseSettings
 
@@ -34,6 +37,9 @@ SLOW_CONSUMER = (
 )
 # How long closing the hub waits for feeds to stop (each stops within one poll).
 CLOSE_TIMEOUT_S = 5.0
+# A warm consumer older than this is replaced rather than used: brokers close connections idle for
+# 10 minutes (connections.max.idle.ms), and a reconnect is exactly what warming avoids.
+WARM_MAX_AGE_S = 300.0
 
 FeedKey = tuple[object, ...]
 
@@ -99,6 +105,7 @@ class Feed:
     key: FeedKey
     spec: streams.StreamSpec
     hub: StreamHub
+    offsets: Offsets
     subscribers: set[Subscription] = field(default_factory=set)
     started: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     stopping: bool = False
@@ -109,14 +116,18 @@ class Feed:
         consumer: AsyncConsumer | None = None
         hub.metrics.sse_shared_consumers.inc()
         try:
-            consumer = await AsyncConsumer.create(hub.consumer_conf, hub.executor)
-            positions = await streams.start_positions(consumer, self.spec)
+            # The new consumer connects while the warm admin client resolves the start positions.
+            create = asyncio.ensure_future(hub.consumer())
+            try:
+                positions = await streams.start_positions(self.offsets, self.spec)
+            finally:
+                consumer = own = await asyncio.shield(create)
             topic = self.spec.topic.name
-            await consumer.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
+            await own.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
             self.started.set_result(None)
             topic_json = msgspec.json.encode(topic)
             while not self.stopping:
-                msgs = await consumer.consume(cfg.batch_max_records, cfg.poll_timeout_s)
+                msgs = await own.consume(cfg.batch_max_records, cfg.poll_timeout_s)
                 if not msgs:
                     continue
                 chunk, events = streams.encode_batch(self.spec, topic_json, positions, msgs)
@@ -164,6 +175,52 @@ class StreamHub:
         self._feeds: dict[FeedKey, Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: set[Subscription] = set()
+        self._spares: list[tuple[float, AsyncConsumer]] = []
+        self._filling = False
+        # Built inside the lifespan: start warming now, so even the first stream gets a warm consumer.
+        self.refill()
+
+    async def consumer(self) -> AsyncConsumer:
+        """A connected assign-mode consumer: a warm spare when there is one (then a new spare is
+        made in the background), else a new one."""
+        now = time.monotonic()
+        try:
+            while self._spares:
+                born, spare = self._spares.pop()
+                if now - born < WARM_MAX_AGE_S:
+                    return spare
+                self._spawn(spare.close())
+        finally:
+            self.refill()
+        return await AsyncConsumer.create(self.consumer_conf, self.executor)
+
+    def refill(self) -> None:
+        """Top the warm spares up to ``warm_consumers`` in the background."""
+        if not self._filling and not self.draining and len(self._spares) < self.settings.warm_consumers:
+            self._filling = True
+            self._spawn(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            while not self.draining and len(self._spares) < self.settings.warm_consumers:
+                spare = await AsyncConsumer.create(self.consumer_conf, self.executor)
+                try:
+                    await spare.connect()
+                except Exception as exc:
+                    await spare.close()
+                    log.warning("could not warm a consumer: %s", exc)
+                    return
+                if self.draining:
+                    await spare.close()
+                    return
+                self._spares.append((time.monotonic(), spare))
+        finally:
+            self._filling = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def acquire(self, mode: str, retry_after_s: int = 1) -> Slot:
         """A place for one more stream, or 429 (cap) / 503 (draining) before the stream starts."""
@@ -179,7 +236,7 @@ class StreamHub:
         self.open_streams -= 1
         self.metrics.sse_streams.labels(slot.mode).dec()
 
-    async def subscribe(self, spec: streams.StreamSpec) -> Subscription:
+    async def subscribe(self, spec: streams.StreamSpec, offsets: Offsets) -> Subscription:
         """Join (or start) the shared feed for ``spec``; returns once the feed reads from ``latest``."""
         key: FeedKey = (
             spec.topic.name,
@@ -192,7 +249,7 @@ class StreamHub:
         )
         feed = self._feeds.get(key)
         if feed is None:
-            feed = Feed(key, spec, self)
+            feed = Feed(key, spec, self, offsets)
             self._feeds[key] = feed
             feed.task = asyncio.create_task(feed.run(), name=f"sse-feed-{spec.topic.name}")
             self._tasks.add(feed.task)
@@ -229,5 +286,7 @@ class StreamHub:
         self.drain()
         for feed in list(self._feeds.values()):
             feed.stopping = True
+        while self._spares:
+            self._spawn(self._spares.pop()[1].close())
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT_S)

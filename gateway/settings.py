@@ -52,6 +52,8 @@ class SseSettings(BaseModel):
     send_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     batch_max_records: Annotated[int, Field(gt=0)] = 500
     poll_timeout_s: Annotated[float, Field(gt=0)] = 0.2
+    # Connected assign-mode consumers kept ready, so a new stream's first event skips the broker handshake.
+    warm_consumers: Annotated[int, Field(ge=0, le=64)] = 2
 
 
 class Settings(BaseSettings):

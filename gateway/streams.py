@@ -17,6 +17,7 @@ from confluent_kafka import Message, TopicPartition
 from gateway import codec, cursor, errors, sse
 from gateway.kafka.consumer import AsyncConsumer
 from gateway.kafka.metadata import TopicInfo
+from gateway.kafka.offsets import Offsets
 
 
 @dataclass(frozen=True)
@@ -95,29 +96,25 @@ def _matches(spec: StreamSpec, msg: Message) -> bool:
     return True
 
 
-async def start_positions(consumer: AsyncConsumer, spec: StreamSpec) -> dict[int, int]:
+async def start_positions(offsets: Offsets, spec: StreamSpec) -> dict[int, int]:
     """Exact next offsets per partition, so the very first cursor already covers all of them."""
+    topic = spec.topic.name
     if spec.resume is not None:
         missing = [p for p in spec.partitions if p not in spec.resume]
         extra = [p for p in spec.resume if p not in spec.partitions]
         if extra:
             raise errors.BadRequest("The cursor names partitions this stream does not read.")
-        positions = dict(spec.resume)
-        for p in missing:  # partitions added since the cursor was made start at their beginning
-            positions[p] = (await consumer.watermarks(spec.topic.name, p))[0]
-        return positions
-    positions = {}
+        # Partitions added since the cursor was made start at their beginning.
+        return {**spec.resume, **await offsets.earliest(topic, missing)}
     if spec.start == "time":
         assert spec.start_ms is not None
-        found = await consumer.offsets_for_time(spec.topic.name, spec.partitions, spec.start_ms)
-        for p in spec.partitions:
-            off = found.get(p, -1)
-            positions[p] = off if off >= 0 else (await consumer.watermarks(spec.topic.name, p))[1]
-        return positions
-    for p in spec.partitions:
-        low, high = await consumer.watermarks(spec.topic.name, p)
-        positions[p] = low if spec.start == "earliest" else high
-    return positions
+        found = await offsets.at_time(topic, spec.partitions, spec.start_ms)
+        # No record that recent: start at the end, so the next record there is the first one after the time.
+        none = [p for p, off in found.items() if off < 0]
+        return {**found, **await offsets.latest(topic, none)}
+    if spec.start == "earliest":
+        return await offsets.earliest(topic, spec.partitions)
+    return await offsets.latest(topic, spec.partitions)
 
 
 def encode_batch(

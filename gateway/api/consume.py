@@ -26,6 +26,7 @@ from gateway import codec, cursor, errors, groups, sse, streams
 from gateway.api.deps import RuntimeDep
 from gateway.hub import StreamHub, Subscription
 from gateway.kafka.consumer import AsyncConsumer
+from gateway.kafka.offsets import Offsets
 from gateway.lifespan import Runtime, consumer_config
 
 log = logging.getLogger(__name__)
@@ -188,24 +189,29 @@ async def events(
     try:
         body: AsyncGenerator[bytes, None]
         if mode == "shared":
-            sub = await hub.subscribe(spec)
+            sub = await hub.subscribe(spec, Offsets(rt.admin))
 
             async def leave() -> None:
                 hub.unsubscribe(sub)
 
             closers.append(leave)
             body = _shared_stream(rt, sub)
-        else:
+        elif mode == "group":
             consumer = await AsyncConsumer.create(consumer_config(rt.settings, group_id), rt.executor)
             closers.append(consumer.close)
-            if mode == "group":
-                member = groups.GroupStream(consumer, spec)
-                closers.append(member.close)
-                await member.join()
-                body = _group_stream(rt, member)
-            else:
-                positions = await streams.start_positions(consumer, spec)
-                body = _assigned_stream(rt, consumer, spec, positions)
+            member = groups.GroupStream(consumer, spec)
+            closers.append(member.close)
+            await member.join()
+            body = _group_stream(rt, member)
+        else:
+            # The new consumer connects while the warm admin client resolves the start positions.
+            create = asyncio.ensure_future(hub.consumer())
+            try:
+                positions = await streams.start_positions(Offsets(rt.admin), spec)
+            finally:
+                consumer = await asyncio.shield(create)
+                closers.append(consumer.close)
+            body = _assigned_stream(rt, consumer, spec, positions)
     except BaseException:
         await asyncio.shield(cleanup())
         raise

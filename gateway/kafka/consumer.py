@@ -54,6 +54,10 @@ class AsyncConsumer:
                 await _wait_uncancelled(fut)
                 raise
 
+    async def connect(self) -> None:
+        """Bootstrap and fetch metadata now, so a later assign() fetches over open connections."""
+        await self._call(lambda: self._consumer.list_topics(timeout=OFFSETS_TIMEOUT_S))
+
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
         await self._call(self._consumer.assign, list(partitions))
 
@@ -61,7 +65,8 @@ class AsyncConsumer:
         await self._call(lambda: self._consumer.subscribe(topics, **callbacks))
 
     async def consume(self, max_records: int, timeout_s: float) -> list[Message]:
-        return await self._call(self._consumer.consume, max_records, timeout_s)
+        """Up to ``max_records`` as soon as one is there; waits at most ``timeout_s`` for the first."""
+        return await self._call(_consume_ready, self._consumer, max_records, timeout_s)
 
     async def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         tp = TopicPartition(topic, partition)
@@ -99,6 +104,18 @@ class AsyncConsumer:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             warnings.warn("AsyncConsumer was never closed", ResourceWarning, stacklevel=1)
+
+
+def _consume_ready(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+    # librdkafka's consume(n, timeout) waits until it has n messages or the timeout passed, which
+    # would hold every quiet stream's first event for the whole timeout. Wait for one, then take
+    # whatever else is already fetched without waiting.
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    if max_records <= 1:
+        return [first]
+    return [first, *consumer.consume(max_records - 1, 0)]
 
 
 async def _wait_uncancelled(fut: asyncio.Future[Any]) -> None:

@@ -29,8 +29,9 @@ def test_latest_subscribers_share_one_consumer_and_see_the_same_events(
                 got = [take(s, 200) for s in (a, b, c, d)]
             assert got[0] == got[1] == got[2]
             assert sorted(e.data["value"]["i"] for e in got[0]) == list(range(200))
-            assert [e.id for e in got[3]] == [e.id for e in got[0]]
-            assert isinstance(got[3][0].data["value"], str)
+            # The other feed reads the same records, though its polls may interleave partitions differently.
+            assert sorted(e.at for e in got[3]) == sorted(e.at for e in got[0])
+            assert all(isinstance(e.data["value"], str) for e in got[3])
             assert metric(gw.url, "gateway_sse_events_sent_total", mode="shared") == 800
         # The feed's consumer closes when its last subscriber leaves.
         wait_until(lambda: shared() == 0, 10)
