@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -138,3 +139,58 @@ def admin_high(bootstrap: str, topic: str, partition: int) -> int:
         return int(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
     finally:
         c.close()
+
+
+def test_a_rebalance_hands_partitions_over_without_loss_or_repeat(
+    bootstrap: str, admin: AdminClient, new_topic: Callable[..., str]
+) -> None:
+    """A second member joins while records flow: the first stops its revoked partitions where it committed,
+    the second continues them from there, and each partition changes hands once."""
+    topic = new_topic(4)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    env = {"GATEWAY_SSE__HEARTBEAT_S": "0.2"}
+    produced = 0
+    stop_producing = threading.Event()
+
+    def keep_producing() -> None:
+        nonlocal produced
+        while not stop_producing.is_set():
+            produced += produce(
+                bootstrap, topic, [(f"k{produced + i}".encode(), b"%d" % (produced + i)) for i in range(40)]
+            )
+            time.sleep(0.05)
+
+    with GatewayProcess(bootstrap, env=env) as a, GatewayProcess(bootstrap, env=env) as b:
+        ra = Reader(a.url, topic, group)
+        ra.start()
+        wait_until(lambda: (m := _members(admin, group)) is not None and len(m) == 1, 60, 0.2)
+        producer = threading.Thread(target=keep_producing, daemon=True)
+        producer.start()
+        wait_until(lambda: len(ra.events) > 200, 30)
+        rb = Reader(b.url, topic, group)
+        rb.start()
+        wait_until(lambda: (m := _members(admin, group)) is not None and len(m) == 2 and all(m), 60, 0.2)
+        wait_until(lambda: len(rb.events) > 100, 30)
+        stop_producing.set()
+        producer.join(10)
+        wait_until(lambda: len(ra.events) + len(rb.events) >= produced, 30)
+        time.sleep(0.5)
+        ra.stop.set()
+        rb.stop.set()
+        ra.join(10)
+        rb.join(10)
+
+    owner = {e.at: "a" for e in ra.events}
+    for e in rb.events:
+        assert e.at not in owner, f"{e.at} delivered twice"
+        owner[e.at] = "b"
+    assert sorted(int(e.data["value"]) for e in ra.events + rb.events) == list(range(produced))
+    moved = 0
+    for p in range(4):
+        offsets = sorted(off for part, off in owner if part == p)
+        assert offsets == list(range(len(offsets)))
+        hands = [owner[(p, off)] for off in offsets]
+        changes = sum(1 for x, y in itertools.pairwise(hands) if x != y)
+        assert changes <= 1 and hands[0] == "a", (p, changes)
+        moved += changes
+    assert moved >= 1, "the second member took over some partitions"
