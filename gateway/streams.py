@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import msgspec
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from gateway import codec, cursor, errors, sse
 from gateway.kafka.consumer import AsyncConsumer
@@ -129,7 +129,11 @@ def encode_batch(
     topic = spec.topic.name
     out: list[bytes] = []
     for msg in msgs:
-        if msg.error() is not None:
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                # The stream ends with ``event: error``; the client resumes with its last id.
+                raise KafkaException(err)
             # librdkafka reports transient broker trouble in-band and recovers by itself.
             continue
         # A consumed message always has partition, offset and list-shaped headers.

