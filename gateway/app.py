@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gateway import __version__
-from gateway.api import consume, errors, health, produce
+from gateway import __version__, observability
+from gateway.api import admin as admin_api
+from gateway.api import consume, errors, health, produce, reads
 from gateway.lifespan import lifespan_for
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(produce.router)
     app.include_router(consume.router)
+    app.include_router(reads.router)
+    app.include_router(admin_api.router)
+    observability.install(app, settings, metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -21,9 +21,12 @@ from fastapi import FastAPI
 
 from gateway.api.shutdown import watch_shutdown
 from gateway.hub import StreamHub
+from gateway.kafka.admin import ClusterAdmin
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import GatewayProducer
+from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
+from gateway.observability import with_stats
 from gateway.publish import IdempotencyStore, Publisher
 from gateway.settings import Settings
 
@@ -91,6 +94,8 @@ class Runtime:
     draining: bool = False
     open_streams: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Stateless reads (API.md §2.2); set by ``runtime`` right after construction.
+    reads: ReaderPool = field(init=False)
 
     def not_ready_reason(self) -> str | None:
         if self.draining:
@@ -111,7 +116,7 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             await asyncio.wait_for(asyncio.shield(metadata.refresh()), STARTUP_METADATA_WAIT_S)
 
         producer = GatewayProducer(
-            producer_config(settings),
+            with_stats(producer_config(settings), settings, metrics),
             max_in_flight_records=settings.produce.max_in_flight_records,
             max_in_flight_bytes=settings.produce.max_in_flight_bytes,
             retry_after_s=settings.produce.retry_after_s,
@@ -132,6 +137,14 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
         stack.push_async_callback(rt.hub.close)
         refresher = asyncio.create_task(metadata.run(), name="metadata-refresh")
         rt.tasks.append(refresher)
+        rt.reads = ReaderPool(
+            ReaderPool.reader_config(consumer_config(settings)),
+            executor,
+            settings.reads.pool_size,
+            settings.reads.fetch_timeout_s,
+            ClusterAdmin(admin, executor, settings.request_timeout_s).watermarks,
+        )
+        stack.push_async_callback(rt.reads.close)
         # Turns the gateway unready and ends every stream with a goodbye as soon as SIGTERM arrives.
         rt.tasks.append(asyncio.create_task(watch_shutdown(rt), name="shutdown-watch"))
 

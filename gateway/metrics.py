@@ -8,10 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 MAX_TOPIC_LABELS = 200
+MAX_GROUP_LABELS = 200
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Selected librdkafka statistics (producer; STATISTICS.md), exported as gateway_kafka_<name>.
+KAFKA_STATS = {
+    "producer_queue_messages": "Messages in the producer's queues (msg_cnt)",
+    "producer_queue_bytes": "Bytes in the producer's queues (msg_size)",
+    "producer_tx_messages": "Messages sent to brokers since start (txmsgs)",
+    "producer_tx_bytes": "Message bytes sent to brokers since start (txmsg_bytes)",
+    "broker_up": "1 when the producer's connection to the broker is UP",
+    "broker_rtt_avg_seconds": "Broker round-trip time, window average",
+    "broker_rtt_p99_seconds": "Broker round-trip time, window 99th percentile",
+    "broker_outbuf_requests": "Requests waiting to be sent to the broker",
+    "broker_waitresp_requests": "Requests sent, awaiting the broker's response",
+    "broker_tx_errors": "Transmission errors since start",
+    "broker_req_timeouts": "Requests timed out since start",
+}
 OTHER_TOPICS = "_other"
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -44,6 +60,29 @@ class Metrics:
         self.sse_shared_consumers = Gauge(
             "gateway_sse_shared_consumers", "Kafka consumers serving fan-out subscribers", registry=r
         )
+        # HTTP, group lag and librdkafka statistics (gateway/observability.py fills them).
+        labels = ["method", "route", "status"]
+        self.http_requests = Counter("gateway_http_requests", "HTTP requests by route template", labels, registry=r)
+        self.http_duration = Histogram(
+            "gateway_http_request_duration_seconds", "Time to the end of the response", labels,
+            buckets=HTTP_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.group_lag = Gauge(
+            "gateway_consumer_group_lag", "Total lag of a consumer group (last seen)", ["group"], registry=r
+        )
+        self.kafka_stats = {
+            name: Gauge(f"gateway_kafka_{name}", text, ["broker"] if name.startswith("broker_") else [], registry=r)
+            for name, text in KAFKA_STATS.items()
+        }
+        self._groups: set[str] = set()
+
+    def observe_group_lag(self, group: str, lag: int) -> None:
+        """Record a group's total lag; at most MAX_GROUP_LABELS groups get a series of their own."""
+        if group not in self._groups:
+            if len(self._groups) >= MAX_GROUP_LABELS:
+                return
+            self._groups.add(group)
+        self.group_lag.labels(group).set(lag)
 
     def topic_label(self, topic: str) -> str:
         if topic in self._topics:

@@ -56,6 +56,21 @@ class SseSettings(BaseModel):
     warm_consumers: Annotated[int, Field(ge=0, le=64)] = 2
 
 
+class ReadSettings(BaseModel):
+    """Bounds of stateless reads (``GET /topics/{t}/partitions/{p}/records``, API.md §2.2)."""
+
+    default_limit: Annotated[int, Field(gt=0)] = 100
+    max_limit: Annotated[int, Field(gt=0)] = 10_000
+    # Response size when the client names no max_bytes; at least one record is always returned.
+    default_max_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
+    # Longest long-poll a client may ask for; longer requests are capped, not refused.
+    max_timeout_ms: Annotated[int, Field(ge=0)] = 30_000
+    # Time allowed to fetch records known to exist (below the high watermark) when timeout_ms is shorter.
+    fetch_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Assign-mode consumers kept for reads; more concurrent reads wait for one.
+    pool_size: Annotated[int, Field(gt=0, le=256)] = 8
+
+
 class Settings(BaseSettings):
     """All of the gateway's configuration; see the README's configuration table."""
 
@@ -79,6 +94,11 @@ class Settings(BaseSettings):
 
     produce: ProduceLimits = Field(default_factory=ProduceLimits)
     sse: SseSettings = Field(default_factory=SseSettings)
+    reads: ReadSettings = Field(default_factory=ReadSettings)
+    # One JSON line per request on the ``gateway.access`` logger (stderr).
+    access_log: bool = True
+    # librdkafka statistics (producer) exported as gauges every this many ms; 0 turns them off.
+    kafka_stats_interval_ms: Annotated[int, Field(ge=0)] = 15_000
 
     # Blocking client calls (consume, metadata, offsets, close) run on this many threads.
     kafka_threads: Annotated[int, Field(ge=2, le=256)] = 32

@@ -1,0 +1,219 @@
+"""Request metrics, JSON access logs, request ids and librdkafka statistics (API.md §5).
+
+``ObservabilityMiddleware`` is a pure ASGI middleware because it sits on every request, produce
+included: no ``BaseHTTPMiddleware`` (a task and a stream per request), no Request object. Per
+request it reads one header, wraps ``send`` to learn the status and echo ``X-Request-ID``, and
+afterwards bumps two pre-labelled series and writes one log line. Labels use the route *template*
+(``/topics/{topic}/records``), never the raw path, so clients cannot create series at will.
+
+The access log never holds credentials: headers are not logged at all, and query parameters that
+may carry a secret (``access_token`` and friends) are replaced by ``[redacted]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import msgspec
+
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ACCESS_LOGGER = "gateway.access"
+REQUEST_ID_HEADER = b"x-request-id"
+# A client's own request id is echoed only if it is short and plain; anything else is replaced.
+_CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
+# Query parameters that may carry a credential (API.md §6: access_token for EventSource).
+SECRET_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "password", "secret"})
+REDACTED = "[redacted]"
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
+_encode = msgspec.json.encode
+
+
+def _new_request_id() -> str:
+    return os.urandom(8).hex()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            if _CLIENT_REQUEST_ID.fullmatch(value):
+                return bytes(value).decode("ascii")
+            break
+    return _new_request_id()
+
+
+def safe_query(query_string: bytes) -> str:
+    """The query string with every credential-like parameter's value redacted."""
+    if not query_string:
+        return ""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return "&".join(
+        f"{quote(k, safe='')}={REDACTED if k.lower() in SECRET_PARAMS else quote(v, safe='')}" for k, v in pairs
+    )
+
+
+def _principal(scope: Scope) -> str | None:
+    # Auth (if on) puts the principal on request.state, i.e. scope["state"]["principal"].
+    state = scope.get("state")
+    if not state:
+        return None
+    principal = state.get("principal") if isinstance(state, dict) else getattr(state, "principal", None)
+    if principal is None:
+        return None
+    name = getattr(principal, "name", None)
+    return str(name if name is not None else principal)
+
+
+def _timestamp(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class ObservabilityMiddleware:
+    """Metrics by route template and status, one JSON log line, and ``X-Request-ID`` for every request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = logging.getLogger(ACCESS_LOGGER)
+        self.access_log = access_log
+        # (method, route, status) -> labelled children: .labels() costs more than the observation.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _request_id(scope)
+        rid_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._done(scope, request_id, status, time.perf_counter() - start)
+
+    def _done(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or UNMATCHED_ROUTE
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        key = (method, template, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.metrics.http_requests.labels(method, template, str(status)),
+                self.metrics.http_duration.labels(method, template, str(status)),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
+        if self.access_log and self.log.isEnabledFor(logging.INFO):
+            params = scope.get("path_params") or {}
+            line = {
+                "ts": _timestamp(time.time()),
+                "level": "info",
+                "logger": ACCESS_LOGGER,
+                "request_id": request_id,
+                "principal": _principal(scope),
+                "method": scope["method"],
+                "route": template,
+                "path": scope["path"],
+                "query": safe_query(scope.get("query_string", b"")),
+                "topic": params.get("topic"),
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "client": (scope.get("client") or (None,))[0],
+            }
+            self.log.info(_encode(line).decode())
+
+
+class _MessageOnly(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+def configure_access_log(enabled: bool) -> None:
+    """The access logger writes its JSON lines bare to stderr, whatever format the root logger uses."""
+    log = logging.getLogger(ACCESS_LOGGER)
+    log.propagate = False
+    log.setLevel(logging.INFO if enabled else logging.WARNING)
+    if not any(getattr(h, "_gateway_access", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_MessageOnly())
+        handler._gateway_access = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+
+
+def install(app: Any, settings: Settings, metrics: Metrics) -> None:
+    """Add the middleware to a FastAPI/Starlette app (outermost of the app's own middleware)."""
+    configure_access_log(settings.access_log)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, access_log=settings.access_log)
+
+
+# -- librdkafka statistics --------------------------------------------------------------------
+
+
+def stats_callback(metrics: Metrics) -> Callable[[str], None]:
+    """A ``stats_cb`` that copies selected librdkafka statistics into gauges.
+
+    librdkafka calls it on the thread that polls the client (the producer's poll thread), every
+    ``statistics.interval.ms``; prometheus_client's gauges are thread-safe.
+    """
+    g = metrics.kafka_stats
+    log = logging.getLogger(__name__)
+
+    def on_stats(text: str) -> None:
+        try:
+            stats = msgspec.json.decode(text)
+            g["producer_queue_messages"].set(stats.get("msg_cnt", 0))
+            g["producer_queue_bytes"].set(stats.get("msg_size", 0))
+            g["producer_tx_messages"].set(stats.get("txmsgs", 0))
+            g["producer_tx_bytes"].set(stats.get("txmsg_bytes", 0))
+            for b in stats.get("brokers", {}).values():
+                if b.get("nodeid", -1) < 0:  # bootstrap placeholders, not brokers
+                    continue
+                name = str(b.get("nodename") or b.get("name"))
+                rtt = b.get("rtt") or {}
+                g["broker_up"].labels(name).set(1 if b.get("state") == "UP" else 0)
+                g["broker_rtt_avg_seconds"].labels(name).set(rtt.get("avg", 0) / 1e6)
+                g["broker_rtt_p99_seconds"].labels(name).set(rtt.get("p99", 0) / 1e6)
+                g["broker_outbuf_requests"].labels(name).set(b.get("outbuf_cnt", 0))
+                g["broker_waitresp_requests"].labels(name).set(b.get("waitresp_cnt", 0))
+                g["broker_tx_errors"].labels(name).set(b.get("txerrs", 0))
+                g["broker_req_timeouts"].labels(name).set(b.get("req_timeouts", 0))
+        except Exception:  # never let a statistics hiccup break the poll thread
+            log.warning("could not read librdkafka statistics", exc_info=True)
+
+    return on_stats
+
+
+def with_stats(conf: dict[str, Any], settings: Settings, metrics: Metrics) -> dict[str, Any]:
+    """Producer configuration with statistics on (unless the operator set the interval already)."""
+    conf = dict(conf)
+    if "statistics.interval.ms" not in conf and settings.kafka_stats_interval_ms > 0:
+        conf["statistics.interval.ms"] = str(settings.kafka_stats_interval_ms)
+    if int(conf.get("statistics.interval.ms", 0)) > 0:
+        conf["stats_cb"] = stats_callback(metrics)
+    return conf
