@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from gateway import __version__, observability
 from gateway.api import admin as admin_api
-from gateway.api import consume, errors, health, produce, reads
+from gateway.api import confluent_v2, confluent_v3, consume, errors, health, produce, reads
 from gateway.lifespan import lifespan_for
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consume.router)
     app.include_router(reads.router)
     app.include_router(admin_api.router)
+    app.include_router(confluent_v2.router)
+    app.include_router(confluent_v3.router)
     observability.install(app, settings, metrics)
 
     def openapi() -> dict[str, Any]:

@@ -13,9 +13,13 @@ an ``error_code``; nothing below the routers knows about status codes.
     │   ├── ConsumerInstanceNotFound
     │   └── ConsumerGroupNotFound
     ├── Conflict                topic or consumer instance already exists
+    │   ├── ConsumerInstanceExists  (Confluent v2: 40902)
+    │   └── ConsumerStateConflict   subscription and manual assignment mixed (Confluent v2: 40903)
+    ├── NotAcceptable           no response type the client accepts (Confluent v2: 40601)
     ├── PayloadTooLarge         body, record or batch over a limit
     ├── UnsupportedMediaType
     ├── InvalidRecord           well-formed JSON that breaks the schema
+    │   └── InvalidConsumerConfig   (Confluent v2: 42204)
     ├── Backpressure            producer queue full, quota, too many streams (retry later)
     └── Unavailable             Kafka unreachable, delivery timed out, gateway draining (retry later)
 """
@@ -72,6 +76,18 @@ class Conflict(GatewayError):
     pass
 
 
+class ConsumerInstanceExists(Conflict):
+    pass
+
+
+class ConsumerStateConflict(Conflict):
+    pass
+
+
+class NotAcceptable(GatewayError):
+    pass
+
+
 class PayloadTooLarge(GatewayError):
     pass
 
@@ -81,6 +97,10 @@ class UnsupportedMediaType(GatewayError):
 
 
 class InvalidRecord(GatewayError):
+    pass
+
+
+class InvalidConsumerConfig(InvalidRecord):
     pass
 
 

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from gateway.api.shutdown import watch_shutdown
+from gateway.consumers import ConsumerRegistry
 from gateway.hub import StreamHub
 from gateway.kafka.admin import ClusterAdmin
 from gateway.kafka.metadata import MetadataCache
@@ -90,6 +91,7 @@ class Runtime:
     publisher: Publisher
     idempotency: IdempotencyStore
     metrics: Metrics
+    consumers: ConsumerRegistry
     hub: StreamHub
     draining: bool = False
     open_streams: int = 0
@@ -132,9 +134,13 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             publisher=Publisher(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
+            consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),
             hub=StreamHub(settings.sse, consumer_config(settings), executor, metrics),
         )
         stack.push_async_callback(rt.hub.close)
+        # Confluent v2 consumer instances close before the producer and the executor they use.
+        stack.push_async_callback(rt.consumers.close)
+        rt.tasks.append(asyncio.create_task(rt.consumers.run(), name="consumer-instance-expiry"))
         refresher = asyncio.create_task(metadata.run(), name="metadata-refresh")
         rt.tasks.append(refresher)
         rt.reads = ReaderPool(

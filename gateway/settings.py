@@ -71,6 +71,25 @@ class ReadSettings(BaseModel):
     pool_size: Annotated[int, Field(gt=0, le=256)] = 8
 
 
+class ConfluentSettings(BaseModel):
+    """Confluent REST Proxy v2 consumer instances (API.md §3); defaults follow the proxy's own."""
+
+    # An instance nobody used for this long is closed and forgotten (consumer.instance.timeout.ms).
+    instance_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    # Consumer instances per process; more are refused with 429.
+    max_instances: Annotated[int, Field(gt=0)] = 1000
+    # A records fetch waits at most this long by default (consumer.request.timeout.ms) ...
+    request_timeout_ms: Annotated[int, Field(gt=0)] = 1000
+    # ... and never longer than this, whatever the instance or the request asks.
+    max_request_timeout_ms: Annotated[int, Field(gt=0)] = 30_000
+    # Upper bound of one records response (consumer.request.max.bytes); one record always fits.
+    max_response_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+    # Records taken from librdkafka per consume() call; what does not fit a response stays buffered.
+    fetch_batch_records: Annotated[int, Field(gt=0)] = 500
+    # One consume() call blocks an executor thread at most this long; a fetch loops until its timeout.
+    poll_slice_s: Annotated[float, Field(gt=0)] = 0.2
+
+
 class Settings(BaseSettings):
     """All of the gateway's configuration; see the README's configuration table."""
 
@@ -95,6 +114,7 @@ class Settings(BaseSettings):
     produce: ProduceLimits = Field(default_factory=ProduceLimits)
     sse: SseSettings = Field(default_factory=SseSettings)
     reads: ReadSettings = Field(default_factory=ReadSettings)
+    confluent: ConfluentSettings = Field(default_factory=ConfluentSettings)
     # One JSON line per request on the ``gateway.access`` logger (stderr).
     access_log: bool = True
     # librdkafka statistics (producer) exported as gauges every this many ms; 0 turns them off.
