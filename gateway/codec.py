@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -22,6 +22,8 @@ FORMATS: tuple[Format, ...] = ("json", "string", "binary")
 NULL = b"null"
 
 _decode_str = msgspec.json.Decoder(str).decode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def parse_format(value: str | None, default: Format, name: str) -> Format:
@@ -81,7 +83,8 @@ def parse_timestamp(value: int | str, what: str = "timestamp") -> int:
         if value < 0:
             raise errors.InvalidRecord(f"{what} must not be negative.")
         return value
-    text = value.strip()
+    # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
+    text = value.strip().upper()
     if text.isdigit():
         return int(text)
     try:
@@ -90,4 +93,5 @@ def parse_timestamp(value: int | str, what: str = "timestamp") -> int:
         raise errors.InvalidRecord(f"{what} must be epoch milliseconds or RFC 3339; got '{value}'.") from None
     if dt.tzinfo is None:
         raise errors.InvalidRecord(f"{what} in RFC 3339 needs a time zone offset (e.g. 'Z'); got '{value}'.")
-    return int(dt.timestamp() * 1000)
+    # Integer arithmetic: dt.timestamp() * 1000 is a float and can land 1 ms short (.123 -> 122).
+    return (dt - _EPOCH) // _MS

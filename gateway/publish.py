@@ -11,17 +11,29 @@ from dataclasses import dataclass
 
 from gateway import errors
 from gateway.kafka.metadata import MetadataCache, TopicInfo
-from gateway.kafka.producer import Delivered, GatewayProducer
+from gateway.kafka.producer import Batch, Delivered, DeliveryHook, GatewayProducer, Outcome, Prepared
+from gateway.metrics import Metrics
 from gateway.records import OutRecord
 
-Outcome = Delivered | errors.GatewayError
+__all__ = ["Batch", "Delivered", "IdempotencyStore", "Outcome", "Pending", "Publisher", "delivery_metrics"]
+
+# One record's future outcome, for callers that produce record by record (Confluent routes).
 Pending = asyncio.Future[Delivered] | errors.GatewayError
 
 
-def _swallow(fut: asyncio.Future[Delivered]) -> None:
-    # Async produce: nobody awaits the outcome; retrieve it so asyncio does not log it as lost.
-    if not fut.cancelled():
-        fut.exception()
+def delivery_metrics(metrics: Metrics) -> DeliveryHook:
+    """The producer's per-batch hook: one counter update per completed batch, not per record."""
+    produced, produced_bytes, failures = metrics.records_produced, metrics.bytes_produced, metrics.delivery_errors
+
+    def on_delivery(topic: str, records: int, size: int, errors_by_name: dict[str, int]) -> None:
+        if records:
+            label = metrics.topic_label(topic)
+            produced.labels(label).inc(records)
+            produced_bytes.labels(label).inc(size)
+        for name, count in errors_by_name.items():
+            failures.labels(name).inc(count)
+
+    return on_delivery
 
 
 @dataclass
@@ -32,40 +44,76 @@ class Publisher:
     async def topic(self, name: str) -> TopicInfo:
         return await self.metadata.topic(name)
 
-    def submit(self, topic: TopicInfo, records: Sequence[OutRecord]) -> list[Pending]:
-        """Hand every record to the producer, or none of them (429 when over the in-flight bounds)."""
-        self.producer.reserve(len(records), sum(r.size for r in records))
+    def submit(
+        self,
+        topic: TopicInfo,
+        records: Sequence[Prepared],
+        *,
+        wait: bool = True,
+        failed: Sequence[tuple[int, errors.GatewayError]] = (),
+    ) -> Batch:
+        """Hand every record to the producer, or none of them (429 when over the in-flight bounds).
+
+        A record naming a partition the topic does not have gets its own 40402 result; the others
+        are produced. ``failed`` pre-fills results for records that already failed validation
+        (NDJSON lines), so their position in the output is kept.
+        """
+        if records and isinstance(records[0], OutRecord):
+            # Transitional: record-by-record callers (Confluent v3) get one future per record.
+            return self._submit_each(topic, records)  # type: ignore[return-value]
+        self.producer.reserve(len(records), sum(r[5] for r in records))
+        results: list[Outcome | None] = [None] * len(records)
+        for i, err in failed:
+            results[i] = err
+        partitions = topic.partitions
+        for i, rec in enumerate(records):
+            if rec[3] >= partitions:
+                results[i] = errors.PartitionNotFound(topic.name, rec[3])
+        return self.producer.produce_batch(topic.name, records, results, wait=wait)
+
+    @staticmethod
+    async def outcomes(batch: Batch | Sequence[Pending]) -> list[Outcome]:
+        """Wait for every delivery report; each record's own success or error, in input order."""
+        if not isinstance(batch, Batch):
+            return await Publisher._outcomes_each(batch)
+        if batch.future is not None:
+            await batch.future
+        return batch.outcomes()
+
+    # -- record by record (transitional, Confluent v3) ----------------------------------------
+
+    def _submit_each(self, topic: TopicInfo, records: Sequence[OutRecord]) -> list[Pending]:
+        """Like ``submit``, with one future (or error) per record."""
+        batch = self.submit(topic, [r.prepared() for r in records])
+        loop = asyncio.get_running_loop()
         pending: list[Pending] = []
-        produce = self.producer.produce
-        for rec in records:
-            if rec.partition is not None and rec.partition >= topic.partitions:
-                pending.append(errors.PartitionNotFound(topic.name, rec.partition))
-                continue
-            try:
-                pending.append(
-                    produce(
-                        topic.name,
-                        rec.value,
-                        rec.key,
-                        partition=rec.partition,
-                        timestamp=rec.timestamp,
-                        headers=rec.headers,
-                    )
-                )
-            except errors.GatewayError as exc:
-                pending.append(exc)
+        futures: list[tuple[int, asyncio.Future[Delivered]]] = []
+        refused = set(batch.refused)
+        for i in range(len(records)):
+            if i in refused:
+                pending.append(batch.results[i])  # type: ignore[arg-type]
+            else:
+                fut: asyncio.Future[Delivered] = loop.create_future()
+                futures.append((i, fut))
+                pending.append(fut)
+
+        def fan_out(_: object) -> None:
+            for i, fut in futures:
+                if fut.done():
+                    continue
+                out = batch.results[i]
+                if isinstance(out, errors.GatewayError):
+                    fut.set_exception(out)
+                else:
+                    fut.set_result(out)  # type: ignore[arg-type]
+
+        if futures and batch.future is not None:
+            batch.future.add_done_callback(fan_out)
         return pending
 
     @staticmethod
-    def detach(pending: Sequence[Pending]) -> None:
-        """Let records complete in the background (``async=true``)."""
-        for p in pending:
-            if isinstance(p, asyncio.Future):
-                p.add_done_callback(_swallow)
-
-    @staticmethod
-    async def outcomes(pending: Sequence[Pending]) -> list[Outcome]:
-        """Wait for every delivery report; each record's own success or error, in input order."""
+    async def _outcomes_each(pending: Sequence[Pending]) -> list[Outcome]:
+        """Each ``_submit_each``ed record's own success or error, in input order."""
         futures = [p for p in pending if isinstance(p, asyncio.Future)]
         if futures:
             await asyncio.wait(futures)
@@ -90,7 +138,8 @@ class IdempotencyStore:
     """Per-process memory of answers by ``Idempotency-Key``: bounded in count, expiring in time.
 
     A retry with the same key and body gets the first answer (waiting for it if the first request is
-    still running) and produces nothing; the same key with another body is refused.
+    still running) and produces nothing; the same key with another body is refused. Answers that
+    ask for a retry (429, 5xx) are not remembered, so the retry really tries again.
     """
 
     def __init__(self, window_s: float, max_keys: int) -> None:
@@ -99,33 +148,37 @@ class IdempotencyStore:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
     def _expire(self, now: float) -> None:
+        # Entries are in insertion order and all live equally long, so the oldest expire first.
         entries = self._entries
         while entries:
             key, entry = next(iter(entries.items()))
-            if entry.expires > now and len(entries) <= self._max_keys:
+            if entry.expires > now and len(entries) < self._max_keys:
                 break
             del entries[key]
 
-    def begin(self, key: str, scope: str, body: bytes) -> asyncio.Future[tuple[int, bytes]] | None:
-        """The first answer's future if this is a retry; otherwise ``None`` and the key is reserved."""
+    def begin(self, key: str, scope: str, body: bytes) -> tuple[bool, asyncio.Future[tuple[int, bytes]]]:
+        """``(first, answer)``: ``first`` when this request must do the work and then ``finish``;
+        otherwise ``answer`` is (or will be) the first request's (status, body)."""
         now = time.monotonic()
-        self._expire(now)
         fingerprint = hashlib.sha256(scope.encode() + b"\0" + body).digest()
         entry = self._entries.get(key)
-        if entry is not None:
+        if entry is not None and entry.expires > now:
             if entry.fingerprint != fingerprint:
                 raise errors.InvalidRecord(
-                    "This Idempotency-Key was already used with a different request; use a new key."
+                    "This Idempotency-Key was already used with a different request body, topic or format; "
+                    "use a new key for a new request."
                 )
-            return entry.answer
-        self._entries[key] = _Entry(fingerprint, now + self._window_s, asyncio.get_running_loop().create_future())
-        return None
+            return False, entry.answer
+        self._entries.pop(key, None)
+        self._expire(now)
+        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._entries[key] = _Entry(fingerprint, now + self._window_s, answer)
+        return True, answer
 
-    def finish(self, key: str, status: int, body: bytes) -> None:
+    def finish(self, key: str, answer: asyncio.Future[tuple[int, bytes]], status: int, body: bytes) -> None:
+        """Record the first request's answer; waiting retries get it even if the key was evicted."""
         entry = self._entries.get(key)
-        if entry is None or entry.answer.done():
-            return
-        if status >= 500 or status == 429:
-            # A failure worth retrying is not remembered: the next retry really tries again.
+        if (status >= 500 or status == 429) and entry is not None and entry.answer is answer:
             del self._entries[key]
-        entry.answer.set_result((status, body))
+        if not answer.done():
+            answer.set_result((status, body))

@@ -1,47 +1,75 @@
 """Produce requests as data: the wire schema, and turning it into records ready for Kafka.
 
+The JSON decoder is chosen by the request's formats (API.md §1), so msgspec itself, in C, checks that
+a ``string`` key is a JSON string, decodes a ``binary`` value's base64 and keeps a ``json`` value as
+its raw bytes (``msgspec.Raw``: compacted once, never decoded into Python objects and encoded again).
+Its errors carry the record's index (``records[3].key``); they are reworded here for curl users.
+
 A batch is validated whole — every key, value, header, timestamp and size — before the first record
 is handed to the producer, so a rejected batch leaves nothing behind in Kafka.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import UNSET, Raw, UnsetType
+from msgspec import UNSET, Meta, Raw, UnsetType
 
 from gateway import codec, errors
+from gateway.kafka.producer import Prepared
+
+__all__ = [
+    "PLACEHOLDER",
+    "Formats",
+    "OutRecord",
+    "Prepared",
+    "ProduceBody",
+    "Record",
+    "RecordIn",
+    "parse_body",
+    "parse_line",
+    "prepare",
+    "prepare_one",
+]
+
+NULL = Raw(b"null")
+# Stands in for a record that failed validation inside an NDJSON group; never produced.
+PLACEHOLDER: Prepared = (None, None, None, -1, 0, 0)
+# Epoch milliseconds Kafka and librdkafka accept: 1 (0 means "now" to librdkafka) to year 9999.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
+AnyJson = Annotated[Raw, Meta(description="Any JSON; how it is written depends on key_format / value_format")]
+Headers = Annotated[dict[str, str], Meta(description="Header name -> text (written as UTF-8)")]
+Timestamp = Annotated[
+    int | str,
+    Meta(description="Epoch milliseconds, or RFC 3339 text with a zone (`2024-05-01T12:00:00.250Z`)"),
+]
+Partition = Annotated[int, Meta(ge=0, description="Explicit partition; default: murmur2 of the key, as Java")]
 
 
-class RecordIn(msgspec.Struct, forbid_unknown_fields=True):
-    """One record as a client writes it (API.md §1)."""
+class Record(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One record as a client writes it (API.md §1). Documentation type: the decoders are built per format."""
 
-    value: Raw | UnsetType = UNSET
-    key: Raw | UnsetType = UNSET
-    headers: dict[str, str] | None = None
-    partition: int | None = None
-    timestamp: int | str | None = None
-
-
-class ProduceBody(RecordIn, forbid_unknown_fields=True):
-    """Either one record, or ``{"records": [...]}``."""
-
-    records: list[RecordIn] | UnsetType = UNSET
+    key: AnyJson | None = None
+    value: AnyJson
+    headers: Headers | None = None
+    partition: Partition | None = None
+    timestamp: Timestamp | None = None
 
 
-_decode_body = msgspec.json.Decoder(ProduceBody).decode
-_decode_record = msgspec.json.Decoder(RecordIn).decode
+class ProduceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Either one record (its fields at the top level), or ``{"records": [...]}``."""
 
-
-@dataclass(slots=True)
-class OutRecord:
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None
-    partition: int | None
-    timestamp: int | None
-    size: int
+    records: list[Record] | UnsetType = UNSET
+    key: AnyJson | None = None
+    value: AnyJson | UnsetType = UNSET
+    headers: Headers | None = None
+    partition: Partition | None = None
+    timestamp: Timestamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,45 +78,200 @@ class Formats:
     value: codec.Format = "json"
 
 
-def _schema_error(exc: msgspec.ValidationError) -> errors.InvalidRecord:
-    # msgspec says where: "... - at `$.records[3].value`"; turn that into our own path.
-    text = str(exc).replace("`$.", "`").replace("`$`", "the body")
-    return errors.InvalidRecord(f"Invalid record: {text}.")
+# How each format arrives from msgspec: json as raw text, string as str, binary as base64-decoded bytes.
+_TYPES: dict[str, Any] = {"json": Raw, "string": str | None, "binary": bytes | None}
+_SINGLE_FIELDS = ("key", "value", "headers", "partition", "timestamp")
 
 
-def parse_body(body: bytes) -> tuple[list[RecordIn], bool]:
+@functools.cache
+def _decoders(formats: Formats) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+    """(body decoder, one-record decoder) for these formats."""
+    k, v = _TYPES[formats.key], _TYPES[formats.value]
+    common: list[Any] = [
+        ("headers", dict[str, str] | None, None),
+        ("partition", Annotated[int, Meta(ge=0)] | None, None),
+        ("timestamp", int | str | None, None),
+    ]
+    # msgspec cannot put Raw in a union, so an absent json key defaults to the raw text null.
+    key_field = ("key", k, NULL if k is Raw else None)
+    record = msgspec.defstruct("Record", [("value", v), key_field, *common], forbid_unknown_fields=True, kw_only=True)
+    body = msgspec.defstruct(
+        "Body",
+        [("records", list[record] | UnsetType, UNSET), ("value", v | UnsetType, UNSET), key_field, *common],  # type: ignore[valid-type]
+        forbid_unknown_fields=True,
+        kw_only=True,
+    )
+    return msgspec.json.Decoder(body), msgspec.json.Decoder(record)
+
+
+_PATH = re.compile(r" - at `\$(\.?)([^`]*)`$")
+
+
+def _schema_error(exc: msgspec.ValidationError, formats: Formats, where: str | None = None) -> errors.InvalidRecord:
+    """msgspec's "Expected `str | null`, got `int` - at `$.records[3].key`" in the API's words."""
+    text = str(exc)
+    m = _PATH.search(text)
+    path = m.group(2) if m else ""
+    what = text[: m.start()] if m else text
+    if where:
+        path = f"{where}: {path}" if path else where
+    field = path.rsplit(".", 1)[-1]
+    if field in ("key", "value"):
+        fmt = formats.key if field == "key" else formats.value
+        if what.startswith("Invalid base64"):
+            what = f"must be base64 text with {field}_format=binary"
+        elif what.startswith("Expected"):
+            got = what.rsplit("got ", 1)[-1].strip("`")
+            what = f"must be a JSON string or null with {field}_format={fmt}, got {got}"
+        what = f"{path} {what}"
+    elif what.startswith("Object missing required field `value`"):
+        what = f"{path or 'the record'}: 'value' is required (null writes a tombstone)"
+    elif what.startswith("Object contains unknown field"):
+        what = f"{path or 'the record'} has an unknown field{what[len('Object contains unknown field') :]}"
+    elif path:
+        what = f"{path}: {what}"
+    return errors.InvalidRecord(f"Invalid record: {what}.")
+
+
+def parse_body(body: bytes, formats: Formats) -> tuple[list[Any], bool]:
     """Decode a produce body; returns the records and whether it was a batch."""
     try:
-        parsed = _decode_body(body)
+        parsed = _decoders(formats)[0].decode(body)
     except msgspec.ValidationError as exc:
-        raise _schema_error(exc) from None
+        raise _schema_error(exc, formats) from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"Malformed JSON: {exc}.") from None
     if parsed.records is UNSET:
+        if parsed.value is UNSET:
+            raise errors.InvalidRecord(
+                "Invalid record: 'value' is required (null writes a tombstone), or send {\"records\": [...]}."
+            )
         return [parsed], False
-    if any(getattr(parsed, f) not in (UNSET, None) for f in RecordIn.__struct_fields__):
-        raise errors.InvalidRecord("A batch body has only 'records'; put record fields inside its items.")
-    return list(parsed.records), True
+    if any(getattr(parsed, f) not in (UNSET, None) for f in _SINGLE_FIELDS):
+        raise errors.InvalidRecord("Invalid body: a batch has only 'records'; put record fields inside its items.")
+    if not parsed.records:
+        raise errors.InvalidRecord("Invalid body: 'records' must not be empty.")
+    return parsed.records, True
 
 
-def parse_line(line: bytes, where: str) -> RecordIn:
+def parse_line(line: bytes, formats: Formats, where: str) -> Any:
     """Decode one NDJSON line as one record; errors name ``where``."""
     try:
-        return _decode_record(line)
+        return _decoders(formats)[1].decode(line)
     except msgspec.ValidationError as exc:
-        raise errors.InvalidRecord(f"{where}: {_schema_error(exc).message}") from None
+        raise _schema_error(exc, formats, where) from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"{where}: Malformed JSON: {exc}.") from None
 
 
 def prepare(
+    items: list[Any],
+    formats: Formats,
+    max_record_bytes: int,
+    extra_headers: list[tuple[str, bytes]] | None = None,
+    where: str | None = None,
+) -> list[Prepared]:
+    """Validate decoded records and encode them to Kafka bytes, all or none.
+
+    Errors name the record: ``where`` when given (``record``, ``line 7``), else ``records[i]``.
+    This loop runs once per record: it stays flat on purpose.
+    """
+    out: list[Prepared] = []
+    append = out.append
+    compact = msgspec.json.format
+    key_json = formats.key == "json"
+    key_str = formats.key == "string"
+    value_json = formats.value == "json"
+    value_str = formats.value == "string"
+    i = 0
+    try:
+        for i, rec in enumerate(items):  # noqa: B007 (i names the record in the error below)
+            value = rec.value
+            if value_json:
+                value = None if value == NULL else compact(value, indent=-1)
+            elif value_str and value is not None:
+                value = value.encode()
+            key = rec.key
+            if key is not None:
+                if key_json:
+                    key = None if key == NULL else compact(key, indent=-1)
+                elif key_str:
+                    key = key.encode()
+            size = (0 if value is None else len(value)) + (0 if key is None else len(key))
+            headers = None
+            if rec.headers:
+                headers = [(name, text.encode()) for name, text in rec.headers.items()]
+                size += sum(len(n) + len(v) for n, v in headers)
+            if extra_headers:
+                headers = extra_headers if headers is None else headers + extra_headers
+            if size > max_record_bytes:
+                raise errors.PayloadTooLarge(f"{size} bytes is over the limit of {max_record_bytes} bytes per record.")
+            timestamp = rec.timestamp
+            partition = rec.partition
+            append(
+                (
+                    value,
+                    key,
+                    headers,
+                    -1 if partition is None else partition,
+                    0 if timestamp is None else _timestamp(timestamp),
+                    size,
+                )
+            )
+    except errors.GatewayError as exc:
+        exc.message = f"{where or f'records[{i}]'}: {exc.message}"
+        raise
+    return out
+
+
+def _timestamp(value: int | str) -> int:
+    ms = codec.parse_timestamp(value)
+    if not 0 < ms <= MAX_TIMESTAMP_MS:
+        raise errors.InvalidRecord(f"timestamp must be epoch milliseconds from 1 to {MAX_TIMESTAMP_MS}; got {ms}.")
+    return ms
+
+
+# -- one record at a time, for the Confluent-compatible routes ----------------------------------------
+
+
+class RecordIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One record with its key and value as raw JSON (any format); used by the Confluent v2 routes."""
+
+    value: Raw | UnsetType = UNSET
+    key: Raw | UnsetType = UNSET
+    headers: dict[str, str] | None = None
+    partition: int | None = None
+    timestamp: int | str | None = None
+
+
+@dataclass(slots=True)
+class OutRecord:
+    """One validated record (see ``Prepared`` for the hot-path tuple the native route uses)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    partition: int | None
+    timestamp: int | None
+    size: int
+
+    def prepared(self) -> Prepared:
+        partition = -1 if self.partition is None else self.partition
+        return (self.value, self.key, self.headers, partition, self.timestamp or 0, self.size)
+
+    def __getitem__(self, i: int) -> Any:
+        # Read like a ``Prepared`` tuple, so code that sums sizes (r[5]) works on either.
+        return self.prepared()[i]
+
+
+def prepare_one(
     rec: RecordIn,
     formats: Formats,
     max_record_bytes: int,
     extra_headers: list[tuple[str, bytes]] | None = None,
     where: str = "record",
 ) -> OutRecord:
-    """Validate one record and encode it to Kafka bytes; errors name ``where``."""
+    """Validate one ``RecordIn`` and encode it to Kafka bytes; errors name ``where``."""
     try:
         if rec.value is UNSET:
             raise errors.InvalidRecord("'value' is required (use null for a tombstone).")
@@ -103,7 +286,7 @@ def prepare(
             headers = (headers or []) + extra_headers
         if rec.partition is not None and rec.partition < 0:
             raise errors.InvalidRecord("'partition' must be 0 or more.")
-        timestamp = None if rec.timestamp is None else codec.parse_timestamp(rec.timestamp)
+        timestamp = None if rec.timestamp is None else _timestamp(rec.timestamp)
     except errors.GatewayError as exc:
         exc.message = f"{where}: {exc.message}"
         raise

@@ -2,12 +2,13 @@
 
 The body is read and decoded here with msgspec rather than through a pydantic model: values stay raw
 JSON bytes from the request to Kafka (see ``gateway.records``). The OpenAPI schema is generated from
-the same msgspec types, so the documentation cannot drift from what is accepted.
+msgspec types as well (``records.ProduceBody``), so the documentation names the same fields.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -21,12 +22,15 @@ from starlette.types import Receive, Scope, Send
 from gateway import codec, errors, records
 from gateway.api.deps import RuntimeDep
 from gateway.api.errors import error_body, error_response, retry_headers, status_and_code
+from gateway.kafka.metadata import TopicInfo
+from gateway.kafka.producer import Batch, Delivered, Outcome
 from gateway.lifespan import Runtime
-from gateway.publish import Outcome, Pending, Publisher
+from gateway.publish import Publisher
 
 router = APIRouter(tags=["produce"])
 
 _encode = msgspec.json.encode
+_encode_lines = msgspec.json.Encoder().encode_lines
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -44,8 +48,22 @@ def _schema() -> dict[str, Any]:
 
 
 _SCHEMAS = _schema()
-_ERROR_EXAMPLE = {"error_code": 42201, "message": "Invalid record: ..."}
-_ERR = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}, "example": _ERROR_EXAMPLE}}}
+_ERR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _err(description: str, **examples: tuple[int, str]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            JSON: {
+                "schema": _ERR_REF,
+                "examples": {name: {"value": {"error_code": c, "message": m}} for name, (c, m) in examples.items()},
+            }
+        },
+    }
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
@@ -54,12 +72,27 @@ OPENAPI_EXTRA: dict[str, Any] = {
             JSON: {
                 "schema": _SCHEMAS["body"],
                 "examples": {
-                    "one": {"value": {"key": "user-1", "value": {"clicked": "buy"}, "headers": {"source": "web"}}},
-                    "batch": {"value": {"records": [{"key": "a", "value": 1}, {"key": "b", "value": 2}]}},
+                    "one": {
+                        "summary": "One record",
+                        "value": {"key": "user-1", "value": {"clicked": "buy"}, "headers": {"source": "web"}},
+                    },
+                    "batch": {
+                        "summary": "A batch (results in input order)",
+                        "value": {"records": [{"key": "a", "value": 1}, {"key": "b", "value": 2, "partition": 0}]},
+                    },
+                    "timestamp": {
+                        "summary": "Explicit timestamp (RFC 3339 or epoch ms)",
+                        "value": {"key": "k", "value": "v", "timestamp": "2024-05-01T12:00:00.250Z"},
+                    },
+                    "tombstone": {"summary": "Tombstone (null value)", "value": {"key": "user-1", "value": None}},
+                    "binary": {
+                        "summary": "With ?value_format=binary: base64 text, written decoded",
+                        "value": {"key": "k", "value": "aGVsbG8="},
+                    },
                 },
             },
             NDJSON: {
-                "schema": {"type": "string", "description": "One record object per line."},
+                "schema": {"type": "string", "description": "One record object per line (blank lines are skipped)."},
                 "example": '{"key":"a","value":1}\n{"key":"b","value":2}\n',
             },
         },
@@ -69,41 +102,98 @@ OPENAPI_EXTRA: dict[str, Any] = {
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Every record acknowledged by Kafka (acks=all). One record: its position; a batch: "
-        "`results` in input order. NDJSON: one result line per input line.",
+        "`results` in input order. NDJSON: one result line per non-blank input line, in order, each a "
+        "position or an error (a bad line does not end the stream).",
+        "headers": {"Idempotency-Replayed": {"description": "`true` when this is a remembered answer"}},
         "content": {
             JSON: {
                 "examples": {
                     "one": {"value": {"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1700000000000}},
-                    "batch": {"value": {"results": [{"partition": 0, "offset": 42, "timestamp": 1700000000000}]}},
+                    "batch": {
+                        "value": {
+                            "results": [
+                                {"partition": 0, "offset": 42, "timestamp": 1700000000000},
+                                {"partition": 2, "offset": 7, "timestamp": 1700000000000},
+                            ]
+                        }
+                    },
                 }
             },
-            NDJSON: {"example": '{"partition":0,"offset":42,"timestamp":1700000000000}\n'},
+            NDJSON: {
+                "example": '{"partition":0,"offset":42,"timestamp":1700000000000}\n'
+                '{"error_code":42201,"message":"Invalid record: line 2: \'value\' is required '
+                '(null writes a tombstone)."}\n'
+            },
         },
     },
     202: {
-        "description": "Queued (`async=true` or `Prefer: respond-async`); no offsets.",
+        "description": "Queued (`?async=true` or `Prefer: respond-async`), not yet acknowledged; no offsets.",
         "content": {JSON: {"example": {"queued": 2}}},
     },
     207: {
-        "description": "Some records of the batch failed; each result is a position or an error.",
+        "description": "Some records of the batch failed, each for its own reason; each result is a position or "
+        'an error. With async, queued records show as `{"queued": true}`.',
+        "headers": _RETRY_AFTER,
         "content": {
             JSON: {
                 "example": {
                     "results": [
-                        {"partition": 0, "offset": 7, "timestamp": 1},
+                        {"partition": 0, "offset": 7, "timestamp": 1700000000000},
                         {"error_code": 40402, "message": "Partition 9 of topic 'orders' not found."},
                     ]
                 }
             }
         },
     },
-    400: {"description": "Malformed JSON or bad query parameter", **_ERR},
-    404: {"description": "Unknown topic (40401); for one record, unknown partition (40402)", **_ERR},
-    413: {"description": "Body, record or batch over the limits", **_ERR},
-    415: {"description": "Content-Type is not application/json or application/x-ndjson", **_ERR},
-    422: {"description": "Well-formed JSON that breaks the record schema; names the record", **_ERR},
-    429: {"description": "Producer queue full; see Retry-After", **_ERR},
-    503: {"description": "Kafka unreachable or delivery timed out; see Retry-After", **_ERR},
+    400: _err(
+        "Malformed JSON, bad query parameter or bad Idempotency-Key",
+        malformed=(40001, "Malformed JSON: Input data was truncated."),
+        query=(40001, "Query parameter 'value_format' must be one of json, string, binary; got 'xml'."),
+    ),
+    404: _err(
+        "Unknown topic (40401, answered from cached metadata); for one record, unknown partition (40402). "
+        "In a batch where every record names a missing partition, 404 with `results`.",
+        topic=(40401, "Topic 'orders' not found."),
+        partition=(40402, "record: Partition 9 of topic 'orders' not found."),
+    ),
+    413: _err(
+        "Body, record or batch over the limits (checked before anything is produced)",
+        body=(41301, "Body of 9000000 bytes is over the limit of 8388608 bytes."),
+        record=(41301, "records[3]: 1000017 bytes is over the limit of 1000000 bytes per record."),
+        batch=(41301, "Batch of 10001 records is over the limit of 10000."),
+    ),
+    415: _err(
+        "Content-Type is not application/json or application/x-ndjson",
+        media=(41501, "Content-Type must be application/json or application/x-ndjson; got 'text/plain'."),
+    ),
+    422: _err(
+        "Well-formed JSON that breaks the record schema (names the record; nothing is produced), or an "
+        "Idempotency-Key reused with a different request",
+        schema=(42201, "Invalid record: records[3].key must be a JSON string or null with key_format=string, got int."),
+        idempotency=(
+            42201,
+            "This Idempotency-Key was already used with a different request body, topic or format; "
+            "use a new key for a new request.",
+        ),
+    ),
+    429: {
+        **_err(
+            "The gateway's producer queue is full; nothing of this request was produced",
+            full=(42901, "The gateway's producer queue is full (200000 records in flight); retry shortly."),
+        ),
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        **_err(
+            "Kafka unreachable or delivery timed out, or the gateway is shutting down",
+            timeout=(
+                50301,
+                "Kafka did not acknowledge the record within the delivery timeout; it may or may not have been "
+                "written. Retry (with an Idempotency-Key to be safe).",
+            ),
+        ),
+        "headers": _RETRY_AFTER,
+    },
 }
 
 
@@ -122,17 +212,16 @@ class DuplexStreamingResponse(StreamingResponse):
             raise ClientDisconnect() from None
 
 
-def _delivered_json(out: Outcome) -> dict[str, Any]:
-    if isinstance(out, errors.GatewayError):
-        return error_body(out)
-    return {"partition": out.partition, "offset": out.offset, "timestamp": out.timestamp}
+def _result(out: Outcome) -> Any:
+    # Delivered encodes as {"partition","offset","timestamp"}; an error as {"error_code","message"}.
+    return out if type(out) is Delivered else error_body(out)  # type: ignore[arg-type]
 
 
-def _batch_status(outcomes: list[Outcome]) -> int:
-    failed = [o for o in outcomes if isinstance(o, errors.GatewayError)]
+def _batch_status(failed: list[errors.GatewayError], total: int, ok: int = 200) -> int:
+    """``ok`` if nothing failed, 207 if some did, the failure's own status if all did for one cause."""
     if not failed:
-        return 200
-    if len(failed) < len(outcomes):
+        return ok
+    if len(failed) < total:
         return 207
     causes = {status_and_code(e) for e in failed}
     return causes.pop()[0] if len(causes) == 1 else 207
@@ -148,6 +237,7 @@ def _formats(fmt: str | None, key_format: str | None, value_format: str | None) 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
+    # Refused before a byte of the body is read.
     if length is not None and length.isdigit() and int(length) > limit:
         raise errors.PayloadTooLarge(f"Body of {length} bytes is over the limit of {limit} bytes.")
     chunks: list[bytes] = []
@@ -170,6 +260,11 @@ def _media_type(content_type: str | None) -> str:
 @router.post(
     "/topics/{topic}/records",
     summary="Produce one record, a batch, or an NDJSON stream of records",
+    description=(
+        'One record, `{"records": [...]}`, or (`Content-Type: application/x-ndjson`) a stream of records, one '
+        "per line. Key `string` and value `json` by default; `format` sets both. A batch is validated whole "
+        "before anything is produced. Success only after acks=all. See the README's *Producing* section."
+    ),
     openapi_extra=OPENAPI_EXTRA,
     responses=RESPONSES,
 )
@@ -177,74 +272,86 @@ async def produce(
     request: Request,
     rt: RuntimeDep,
     topic: Annotated[str, Path(description="Topic name", max_length=249)],
-    fmt: Annotated[str | None, Query(alias="format", description="Sets key_format and value_format")] = None,
+    fmt: Annotated[
+        str | None, Query(alias="format", description="json | string | binary: sets key_format and value_format")
+    ] = None,
     key_format: Annotated[str | None, Query(description="json | string | binary (default string)")] = None,
     value_format: Annotated[str | None, Query(description="json | string | binary (default json)")] = None,
-    async_: Annotated[bool, Query(alias="async", description="202 once queued, without waiting for Kafka")] = False,
+    async_: Annotated[
+        bool, Query(alias="async", description="202 once queued, without waiting for Kafka's acknowledgement")
+    ] = False,
     prefer: Annotated[str | None, Header(description="`respond-async` is the same as async=true")] = None,
     idempotency_key: Annotated[
-        str | None, Header(description="A retry with the same key and body returns the first answer")
+        str | None,
+        Header(
+            description="1-255 characters. A retry with the same key, topic, formats and body within the window "
+            "returns the first answer and produces nothing; the key is written as record header `idempotency-key`. "
+            "Ignored for NDJSON."
+        ),
     ] = None,
 ) -> Response:
     media = _media_type(request.headers.get("content-type"))
     formats = _formats(fmt, key_format, value_format)
     respond_async = async_ or (prefer is not None and "respond-async" in prefer.lower())
     limits = rt.settings.produce
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise errors.BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.")
     info = await rt.publisher.topic(topic)
     if media == NDJSON:
         return DuplexStreamingResponse(_ndjson(request, rt, info, formats), media_type=NDJSON)
 
-    if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-            raise errors.BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.")
-        body = await _read_body(request, limits.max_body_bytes)
-        scope = f"{topic}?{formats.key},{formats.value},{respond_async}"
-        first = rt.idempotency.begin(idempotency_key, scope, body)
-        if first is not None:
-            status, content = await asyncio.shield(first)
-            return Response(content, status, media_type=JSON, headers={"Idempotency-Replayed": "true"})
-        try:
-            response = await _produce_body(rt, info, body, formats, respond_async, idempotency_key)
-        except errors.GatewayError as exc:
-            response = error_response(exc)
-        except BaseException:
-            # Cancelled or crashed: forget the key so a retry really tries again.
-            rt.idempotency.finish(idempotency_key, 503, _ABANDONED)
-            raise
-        rt.idempotency.finish(idempotency_key, response.status_code, bytes(response.body))
-        return response
-
     body = await _read_body(request, limits.max_body_bytes)
-    return await _produce_body(rt, info, body, formats, respond_async, None)
+    if idempotency_key is None:
+        return await _produce_body(rt, info, body, formats, respond_async, None)
+
+    scope = f"{topic}?{formats.key},{formats.value},{respond_async}"
+    first, answer = rt.idempotency.begin(idempotency_key, scope, body)
+    if not first:
+        status, content = await asyncio.shield(answer)
+        headers = {"Idempotency-Replayed": "true"}
+        if status in (429, 503):
+            headers["Retry-After"] = str(limits.retry_after_s)
+        return Response(content, status, media_type=JSON, headers=headers)
+
+    async def produce_once() -> Response:
+        try:
+            return await _produce_body(rt, info, body, formats, respond_async, idempotency_key)
+        except errors.GatewayError as exc:
+            return error_response(exc)
+
+    def remember(task: asyncio.Task[Response]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            # Crashed: forget the key so a retry really tries again.
+            rt.idempotency.finish(idempotency_key, answer, 503, _ABANDONED)
+        else:
+            response = task.result()
+            rt.idempotency.finish(idempotency_key, answer, response.status_code, bytes(response.body))
+
+    # The first request finishes (and is remembered) even if its client goes away meanwhile: its
+    # records are in flight, so the retry must get this answer rather than produce them again.
+    task = asyncio.ensure_future(produce_once())
+    task.add_done_callback(remember)
+    return await asyncio.shield(task)
 
 
 async def _produce_body(
     rt: Runtime,
-    info: Any,
+    info: TopicInfo,
     body: bytes,
     formats: records.Formats,
     respond_async: bool,
     idempotency_key: str | None,
 ) -> Response:
     limits = rt.settings.produce
-    items, is_batch = records.parse_body(body)
+    items, is_batch = records.parse_body(body, formats)
     if len(items) > limits.max_batch_records:
         raise errors.PayloadTooLarge(f"Batch of {len(items)} records is over the limit of {limits.max_batch_records}.")
-    if is_batch and not items:
-        raise errors.InvalidRecord("'records' must not be empty.")
     extra = [(IDEMPOTENCY_HEADER, idempotency_key.encode())] if idempotency_key else None
-    prepared = [
-        records.prepare(rec, formats, limits.max_record_bytes, extra, f"records[{i}]" if is_batch else "record")
-        for i, rec in enumerate(items)
-    ]
-    pending = rt.publisher.submit(info, prepared)
+    prepared = records.prepare(items, formats, limits.max_record_bytes, extra, None if is_batch else "record")
+    batch = rt.publisher.submit(info, prepared, wait=not respond_async)
     if respond_async:
-        Publisher.detach(pending)
-        failed = [p for p in pending if isinstance(p, errors.GatewayError)]
-        if not is_batch and failed:
-            return error_response(failed[0])
-        return Response(_encode({"queued": len(pending) - len(failed)}), 202, media_type=JSON)
-    outcomes = await Publisher.outcomes(pending)
+        return _queued(batch, len(prepared), is_batch)
+    outcomes = await Publisher.outcomes(batch)
     if not is_batch:
         out = outcomes[0]
         if isinstance(out, errors.GatewayError):
@@ -253,71 +360,137 @@ async def _produce_body(
             _encode({"topic": info.name, "partition": out.partition, "offset": out.offset, "timestamp": out.timestamp}),
             media_type=JSON,
         )
-    status = _batch_status(outcomes)
-    headers: dict[str, str] = {}
-    for o in outcomes:
-        if isinstance(o, errors.RetryLater):
-            headers = retry_headers(o)
-            break
-    return Response(_encode({"results": [_delivered_json(o) for o in outcomes]}), status, headers, media_type=JSON)
+    failed = [o for o in outcomes if type(o) is not Delivered] if batch.failed or batch.refused else []
+    headers = next((retry_headers(e) for e in failed if isinstance(e, errors.RetryLater)), None)
+    return Response(
+        _encode({"results": [_result(o) for o in outcomes]}),
+        _batch_status(failed, len(outcomes)),  # type: ignore[arg-type]
+        headers,
+        media_type=JSON,
+    )
 
 
-async def _lines(request: Request, max_line: int) -> AsyncIterator[bytes]:
-    """Lines of a streamed body, however its chunks fall; a too-long line is reported, not buffered."""
-    buf = b""
+def _queued(batch: Batch, total: int, is_batch: bool) -> Response:
+    """202 for ``async``: records refused before queueing (bad partition, full queue) are reported."""
+    refused = batch.refused
+    if not refused:
+        return Response(_encode({"queued": total}), 202, media_type=JSON)
+    # The poll thread never writes a refused record's slot, so reading those slots now is safe.
+    failed: list[errors.GatewayError] = [batch.results[i] for i in refused]  # type: ignore[misc]
+    if not is_batch:
+        return error_response(failed[0])
+    slot: list[Any] = [{"queued": True}] * total
+    for i in refused:
+        slot[i] = error_body(batch.results[i])  # type: ignore[arg-type]
+    headers = next((retry_headers(e) for e in failed if isinstance(e, errors.RetryLater)), None)
+    status = _batch_status(failed, total, 202)
+    return Response(_encode({"queued": total - len(refused), "results": slot}), status, headers, media_type=JSON)
+
+
+async def _line_groups(request: Request, max_line: int, max_group: int) -> AsyncIterator[list[bytes]]:
+    """The body's lines, grouped as they arrive (≤ ``max_group`` per group); a too-long line is refused
+    before it is buffered whole."""
+    parts: list[bytes] = []  # an unfinished line, kept in pieces so a long line is not copied per chunk
+    partial_len = 0
     async for chunk in request.stream():
-        buf += chunk
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                break
-            yield buf[:nl]
-            buf = buf[nl + 1 :]
-        if len(buf) > max_line:
-            raise errors.PayloadTooLarge(f"An NDJSON line is over the limit of {max_line} bytes.")
-    if buf.strip():
-        yield buf
+        if b"\n" not in chunk:
+            parts.append(chunk)
+            partial_len += len(chunk)
+            if partial_len > max_line:
+                raise errors.PayloadTooLarge(f"An NDJSON line is over the limit of {max_line} bytes.")
+            continue
+        if parts:
+            parts.append(chunk)
+            chunk = b"".join(parts)
+            parts = []
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            parts.append(rest)
+        partial_len = len(rest)
+        for start in range(0, len(lines), max_group):
+            yield lines[start : start + max_group]
+    if parts:
+        yield [b"".join(parts)]
 
 
-async def _ndjson(request: Request, rt: Runtime, info: Any, formats: records.Formats) -> AsyncIterator[bytes]:
-    """One result line per input line, in order, written as deliveries complete; bounded in flight."""
+async def _ndjson(request: Request, rt: Runtime, info: TopicInfo, formats: records.Formats) -> AsyncIterator[bytes]:
+    """One result line per input line, in order, written as deliveries complete; bounded in flight.
+
+    A reader task turns incoming lines into batches (one per chunk of the body) while this generator
+    writes results, so a client that waits for a line's result before sending the next is served.
+    """
     limits = rt.settings.produce
-    window: deque[Pending] = deque()
+    window = limits.ndjson_window
     # A line longer than a record could ever be is refused before it is buffered whole.
     max_line = limits.max_record_bytes * 2 + 65536
+    pending: deque[tuple[Batch, int]] = deque()  # batches in input order, with records in flight
+    changed = asyncio.Event()  # the reader added a batch or ended
+    room = asyncio.Event()  # the writer freed room in the window
+    in_flight = 0
+    reader_done = False
 
-    def result_line(p: Pending) -> bytes:
-        if isinstance(p, errors.GatewayError):
-            return _encode(error_body(p)) + b"\n"
-        exc = p.exception()
-        return _encode(_delivered_json(p.result() if exc is None else exc)) + b"\n"  # type: ignore[arg-type]
+    def add(batch: Batch, n: int) -> None:
+        nonlocal in_flight
+        pending.append((batch, n))
+        in_flight += n
+        changed.set()
 
-    async def ready(block: bool) -> bytes:
-        out = []
-        while window and (block or isinstance(window[0], errors.GatewayError) or window[0].done()):
-            head = window[0]
-            if isinstance(head, asyncio.Future) and not head.done():
-                await asyncio.wait([head])
-            out.append(result_line(window.popleft()))
-            block = block and len(window) >= limits.ndjson_window
-        return b"".join(out)
+    async def reader() -> None:
+        nonlocal reader_done
+        lineno = 0
+        try:
+            async for lines in _line_groups(request, max_line, window):
+                prepared: list[records.Prepared] = []
+                failed: list[tuple[int, errors.GatewayError]] = []
+                for line in lines:
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        where = f"line {lineno}"
+                        rec = records.parse_line(line, formats, where)
+                        prepared.extend(records.prepare([rec], formats, limits.max_record_bytes, None, where))
+                    except errors.GatewayError as exc:
+                        failed.append((len(prepared), exc))
+                        prepared.append(records.PLACEHOLDER)
+                if not prepared:
+                    continue
+                while in_flight >= window:
+                    room.clear()
+                    await room.wait()
+                try:
+                    batch = rt.publisher.submit(info, prepared, failed=failed)
+                except errors.GatewayError as exc:  # 429/503 before anything of this group was produced
+                    batch = Batch(info.name, [exc] * len(prepared), None)
+                add(batch, len(prepared))
+        except errors.GatewayError as exc:  # a line over the limit: say so, then end the stream
+            add(Batch(info.name, [exc], None), 0)
+        finally:
+            reader_done = True
+            changed.set()
 
-    lineno = 0
+    task = asyncio.create_task(reader())
     try:
-        async for line in _lines(request, max_line):
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                where = f"line {lineno}"
-                rec = records.prepare(records.parse_line(line, where), formats, limits.max_record_bytes, None, where)
-                window.append(rt.publisher.submit(info, [rec])[0])
-            except errors.GatewayError as exc:
-                window.append(exc)
-            chunk = await ready(len(window) >= limits.ndjson_window)
-            if chunk:
-                yield chunk
-    except errors.GatewayError as exc:
-        window.append(exc)
-    while window:
-        yield await ready(True)
+        while True:
+            while not pending:
+                if reader_done:
+                    return
+                changed.clear()
+                await changed.wait()
+            head = pending[0][0]
+            if head.future is not None and not head.future.done():
+                await head.future
+            out = []
+            while pending and (pending[0][0].future is None or pending[0][0].future.done()):
+                batch, n = pending.popleft()
+                in_flight -= n
+                out.append(_encode_lines([_result(o) for o in batch.outcomes()]))
+            room.set()
+            yield b"".join(out)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ClientDisconnect):
+            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

@@ -1,26 +1,31 @@
 """The process's one long-lived, idempotent Producer and its bridge to asyncio.
 
-librdkafka calls delivery callbacks on whichever thread calls ``poll()``; here that is one dedicated
-poll thread. Callbacks only append to a list; after each ``poll()`` the thread hands the whole batch to
-the event loop with a single ``call_soon_threadsafe``, so futures are resolved on the loop thread and
-a burst of 1,000 acknowledgements costs one wake-up, not 1,000.
+Records are produced in batches (one HTTP request, one NDJSON chunk). Each batch has one result list
+and at most one asyncio future, not one per record: librdkafka calls the per-record delivery callback
+on the dedicated poll thread, which writes that record's result into the batch's list and counts it
+down; a batch whose last record is reported is collected, and after each ``poll()`` the thread hands
+every completed batch to the event loop with a single ``call_soon_threadsafe``. So a burst of 1,000
+acknowledgements costs one loop wake-up, and a 1,000-record request one future. The loop thread only
+reads a batch's results after its future resolved, which happens after the poll thread's last write.
 
 ``produce()`` itself never blocks: librdkafka only enqueues. The gateway keeps its own count of
 records and bytes in flight and refuses work above it up front (``reserve``), so a batch is either
-accepted whole or not produced at all; librdkafka's own queue limits sit above ours.
+accepted whole or not produced at all; librdkafka's own queue limits are set above ours.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Any, NamedTuple
+from typing import Any
 
+import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway import errors
@@ -34,29 +39,94 @@ _ERR_UNKNOWN_TOPIC = KafkaError._UNKNOWN_TOPIC
 _ERR_TOPIC_NOT_FOUND = KafkaError.UNKNOWN_TOPIC_OR_PART
 _ERR_TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE
 
+# The poll thread wakes at least this often to notice shutdown; deliveries wake it at once.
+POLL_INTERVAL_S = 0.05
 
-class Delivered(NamedTuple):
+# A record ready for ``Producer.produce``: value, key, headers, partition (-1: let the partitioner
+# choose), timestamp (0: now), size in bytes (key + value + headers). A plain tuple, because one is
+# built per record on the hot path.
+Prepared = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, int, int, int]
+
+
+class Delivered(msgspec.Struct):
+    """Where Kafka stored one record; encodes straight to the API's result object."""
+
     partition: int
     offset: int
     timestamp: int
+
+
+Outcome = Delivered | errors.GatewayError
+# What each delivery report means: the error names the metrics count by, and the
+# on_delivery hook (records, bytes, {error name: count}) the producer calls per completed batch.
+DeliveryHook = Callable[[str, int, int, dict[str, int]], None]
 
 
 def kafka_error_to_domain(err: KafkaError, topic: str, partition: int | None = None) -> errors.GatewayError:
     """Translate a librdkafka error into the gateway's vocabulary."""
     code = err.code()
     if code == _ERR_MSG_TIMED_OUT:
-        return errors.Unavailable("Delivery to Kafka timed out; the record was not written.")
+        # Timed out after being sent is "possibly persisted" in librdkafka's words: say so.
+        return errors.Unavailable(
+            "Kafka did not acknowledge the record within the delivery timeout; it may or may not have been "
+            "written. Retry (with an Idempotency-Key to be safe)."
+        )
     if code in (_ERR_UNKNOWN_TOPIC, _ERR_TOPIC_NOT_FOUND):
         return errors.TopicNotFound(topic)
     if code == _ERR_UNKNOWN_PARTITION:
-        return errors.PartitionNotFound(topic, -1 if partition is None else partition)
+        return errors.PartitionNotFound(topic, -1 if partition is None or partition < 0 else partition)
     if code == _ERR_TOO_LARGE:
-        return errors.PayloadTooLarge("Record is larger than Kafka accepts (message.max.bytes).")
+        return errors.PayloadTooLarge("Record is larger than Kafka accepts (max.message.bytes).")
     return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.")
 
 
+class Batch:
+    """Delivery state of records produced together.
+
+    ``results[i]`` is record i's ``Delivered`` or error once ``future`` (if any) has resolved. The
+    countdown is an ``itertools.count`` because both threads advance it (the poll thread per
+    report, the loop thread once when it is done handing records over); ``next()`` on it is one
+    C call, atomic under the GIL, so whichever thread draws the last number completes the batch.
+    """
+
+    __slots__ = (
+        "_counter",
+        "_last",
+        "bytes",
+        "error_names",
+        "failed",
+        "failed_bytes",
+        "future",
+        "records",
+        "refused",
+        "results",
+        "topic",
+    )
+
+    def __init__(self, topic: str, results: list[Outcome | None], future: asyncio.Future[None] | None) -> None:
+        self.topic = topic
+        self.results = results
+        self.future = future
+        self._counter = itertools.count()
+        self._last = 0  # set by the producer before the first record is handed over
+        self.records = 0  # produced (handed to librdkafka)
+        self.bytes = 0
+        self.failed = 0  # delivery reports with an error (poll thread only)
+        self.failed_bytes = 0
+        self.error_names: dict[str, int] | None = None
+        # Slots that failed before reaching librdkafka (set on the loop thread, never by the poll thread).
+        self.refused: list[int] = []
+
+    def count_down(self) -> bool:
+        return next(self._counter) == self._last
+
+    def outcomes(self) -> list[Outcome]:
+        """Results in input order; only valid once the batch completed."""
+        return self.results  # type: ignore[return-value]
+
+
 class GatewayProducer:
-    """One idempotent, ``acks=all`` Producer with a poll thread and asyncio delivery futures."""
+    """One idempotent, ``acks=all`` Producer with a poll thread and batched asyncio completion."""
 
     def __init__(
         self,
@@ -65,15 +135,17 @@ class GatewayProducer:
         max_in_flight_records: int,
         max_in_flight_bytes: int,
         retry_after_s: int = 1,
+        on_delivery: DeliveryHook | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(conf)
         self._max_records = max_in_flight_records
         self._max_bytes = max_in_flight_bytes
         self._retry_after_s = retry_after_s
+        self._hook = on_delivery
         self.in_flight_records = 0
         self.in_flight_bytes = 0
-        self._reports: list[tuple[asyncio.Future[Delivered], int, KafkaError | None, Message]] = []
+        self._completed: list[Batch] = []
         self._stop = threading.Event()
         self._flush_timeout_s = 0.0
         self.undelivered_at_close = 0
@@ -83,81 +155,122 @@ class GatewayProducer:
 
     # -- poll thread -------------------------------------------------------------------------
 
-    def _on_delivery(self, fut: asyncio.Future[Delivered], size: int, err: KafkaError | None, msg: Message) -> None:
-        # Runs on the poll thread: no asyncio calls here, only collect.
-        self._reports.append((fut, size, err, msg))
+    def _on_delivery(self, batch: Batch, index: int, err: KafkaError | None, msg: Message) -> None:
+        # Runs on the poll thread, once per record: keep it to a few attribute reads. No asyncio here.
+        if err is None:
+            # A delivered message always has its partition and offset set.
+            batch.results[index] = Delivered(msg.partition(), msg.offset(), msg.timestamp()[1])  # type: ignore[arg-type]
+        else:
+            batch.results[index] = kafka_error_to_domain(err, batch.topic, msg.partition())
+            batch.failed += 1
+            batch.failed_bytes += len(msg.value() or b"") + len(msg.key() or b"")
+            names = batch.error_names
+            if names is None:
+                names = batch.error_names = {}
+            name = err.name().lower().lstrip("_")
+            names[name] = names.get(name, 0) + 1
+        if batch.count_down():
+            self._completed.append(batch)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(POLL_INTERVAL_S)
             self._dispatch()
-        # Flushing here, on the only thread that ever serves callbacks, keeps _reports single-writer.
+        # Flushing here, on the only thread that ever serves callbacks, keeps _completed single-writer.
         self.undelivered_at_close = self._producer.flush(self._flush_timeout_s)
         self._dispatch()
 
     def _dispatch(self) -> None:
-        if not self._reports:
+        if not self._completed:
             return
-        batch, self._reports = self._reports, []
+        done, self._completed = self._completed, []
         try:
-            self._loop.call_soon_threadsafe(self._resolve, batch)
+            self._loop.call_soon_threadsafe(self._resolve, done)
         except RuntimeError:  # loop already closed: nobody is waiting any more
             pass
 
     # -- event loop thread -------------------------------------------------------------------
 
-    def _resolve(self, batch: list[tuple[asyncio.Future[Delivered], int, KafkaError | None, Message]]) -> None:
-        for fut, size, err, msg in batch:
-            self.in_flight_records -= 1
-            self.in_flight_bytes -= size
-            if fut.done():
-                continue
-            if err is not None:
-                fut.set_exception(kafka_error_to_domain(err, msg.topic() or "", msg.partition()))
-            else:
-                # A delivered message always has its partition and offset set.
-                fut.set_result(Delivered(msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1]))
+    def _resolve(self, done: list[Batch]) -> None:
+        hook = self._hook
+        for batch in done:
+            self.in_flight_records -= batch.records
+            self.in_flight_bytes -= batch.bytes
+            if hook is not None and batch.records:
+                hook(
+                    batch.topic,
+                    batch.records - batch.failed,
+                    batch.bytes - batch.failed_bytes,
+                    batch.error_names or {},
+                )
+            fut = batch.future
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     def reserve(self, records: int, size: int) -> None:
         """Refuse a request up front if it would push the process over its in-flight bounds."""
         if self._closed:
             raise errors.Unavailable("The gateway is shutting down.", self._retry_after_s)
         if self.in_flight_records + records > self._max_records or self.in_flight_bytes + size > self._max_bytes:
-            raise errors.Backpressure("The gateway's producer queue is full; retry shortly.", self._retry_after_s)
+            raise errors.Backpressure(
+                f"The gateway's producer queue is full ({self.in_flight_records} records in flight); retry shortly.",
+                self._retry_after_s,
+            )
 
-    def produce(
+    def produce_batch(
         self,
         topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
+        records: Sequence[Prepared],
+        results: list[Outcome | None],
         *,
-        partition: int | None = None,
-        timestamp: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Delivered]:
-        """Enqueue one record; the future resolves once the broker acknowledged it (acks=all)."""
-        fut: asyncio.Future[Delivered] = self._loop.create_future()
-        size = (len(value) if value else 0) + (len(key) if key else 0)
-        kwargs: dict[str, Any] = {}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
-        if headers:
-            kwargs["headers"] = headers
-        try:
-            self._producer.produce(
-                topic, value, key, on_delivery=functools.partial(self._on_delivery, fut, size), **kwargs
-            )
-        except BufferError as exc:
-            raise errors.Backpressure(
-                "The gateway's producer queue is full; retry shortly.", self._retry_after_s
-            ) from exc
-        except KafkaException as exc:
-            raise kafka_error_to_domain(exc.args[0], topic, partition) from exc
-        self.in_flight_records += 1
-        self.in_flight_bytes += size
-        return fut
+        wait: bool = True,
+    ) -> Batch:
+        """Enqueue ``records`` (all but those whose ``results`` slot is already an error).
+
+        The returned batch's future (``wait=True``) resolves once every enqueued record has its
+        delivery report: success only after the broker acknowledged with acks=all.
+        """
+        batch = Batch(topic, results, self._loop.create_future() if wait else None)
+        todo: list[int] = []
+        refused = batch.refused
+        for i, r in enumerate(results):
+            if r is None:
+                todo.append(i)
+            else:
+                refused.append(i)
+        # Guard count: the batch cannot complete before this thread has handed every record over.
+        batch._last = len(todo)
+        produce = self._producer.produce
+        on_delivery = self._on_delivery
+        partial = functools.partial
+        produced = size_total = 0
+        for i in todo:
+            value, key, headers, partition, timestamp, size = records[i]
+            try:
+                # Positional for speed: (topic, value, key, partition, callback, on_delivery, timestamp,
+                # headers). The report goes in ``callback``: a None there would override ``on_delivery``.
+                produce(topic, value, key, partition, partial(on_delivery, batch, i), None, timestamp, headers)  # type: ignore[arg-type]
+            except BufferError:
+                results[i] = errors.Backpressure(
+                    "The gateway's producer queue is full; retry shortly.", self._retry_after_s
+                )
+                refused.append(i)
+                continue
+            except KafkaException as exc:
+                results[i] = kafka_error_to_domain(exc.args[0], topic, partition)
+                refused.append(i)
+                continue
+            produced += 1
+            size_total += size
+        batch.records = produced
+        batch.bytes = size_total
+        self.in_flight_records += produced
+        self.in_flight_bytes += size_total
+        # Records never handed over get no report: count them (and the guard) down here.
+        for _ in range(len(todo) - produced + 1):
+            if batch.count_down():
+                self._resolve([batch])
+        return batch
 
     def queue_length(self) -> int:
         return len(self._producer)
