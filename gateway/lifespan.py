@@ -28,7 +28,8 @@ from gateway.kafka.producer import GatewayProducer
 from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
 from gateway.observability import with_stats
-from gateway.publish import IdempotencyStore, Publisher
+from gateway.publish import IdempotencyStore, Publisher, delivery_metrics
+from gateway.quotas import MeteredPublisher
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             max_in_flight_records=settings.produce.max_in_flight_records,
             max_in_flight_bytes=settings.produce.max_in_flight_bytes,
             retry_after_s=settings.produce.retry_after_s,
+            on_delivery=delivery_metrics(metrics),
         )
         stack.push_async_callback(producer.close, executor, PRODUCER_CLOSE_TIMEOUT_S)
 
@@ -131,7 +133,8 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             admin=admin,
             metadata=metadata,
             producer=producer,
-            publisher=Publisher(producer, metadata),
+            # Charges per-principal produce quotas (gateway/quotas.py) on every produce path.
+            publisher=MeteredPublisher(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),
