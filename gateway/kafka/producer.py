@@ -62,14 +62,17 @@ Outcome = Delivered | errors.GatewayError
 DeliveryHook = Callable[[str, int, int, dict[str, int]], None]
 
 
-def kafka_error_to_domain(err: KafkaError, topic: str, partition: int | None = None) -> errors.GatewayError:
+def kafka_error_to_domain(
+    err: KafkaError, topic: str, partition: int | None = None, retry_after_s: int = 1
+) -> errors.GatewayError:
     """Translate a librdkafka error into the gateway's vocabulary."""
     code = err.code()
     if code == _ERR_MSG_TIMED_OUT:
         # Timed out after being sent is "possibly persisted" in librdkafka's words: say so.
         return errors.Unavailable(
             "Kafka did not acknowledge the record within the delivery timeout; it may or may not have been "
-            "written. Retry (with an Idempotency-Key to be safe)."
+            "written. Retry (with an Idempotency-Key to be safe).",
+            retry_after_s,
         )
     if code in (_ERR_UNKNOWN_TOPIC, _ERR_TOPIC_NOT_FOUND):
         return errors.TopicNotFound(topic)
@@ -77,7 +80,7 @@ def kafka_error_to_domain(err: KafkaError, topic: str, partition: int | None = N
         return errors.PartitionNotFound(topic, -1 if partition is None or partition < 0 else partition)
     if code == _ERR_TOO_LARGE:
         return errors.PayloadTooLarge("Record is larger than Kafka accepts (max.message.bytes).")
-    return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.")
+    return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.", retry_after_s)
 
 
 class Batch:
@@ -161,7 +164,7 @@ class GatewayProducer:
             # A delivered message always has its partition and offset set.
             batch.results[index] = Delivered(msg.partition(), msg.offset(), msg.timestamp()[1])  # type: ignore[arg-type]
         else:
-            batch.results[index] = kafka_error_to_domain(err, batch.topic, msg.partition())
+            batch.results[index] = kafka_error_to_domain(err, batch.topic, msg.partition(), self._retry_after_s)
             batch.failed += 1
             batch.failed_bytes += len(msg.value() or b"") + len(msg.key() or b"")
             names = batch.error_names
@@ -257,7 +260,7 @@ class GatewayProducer:
                 refused.append(i)
                 continue
             except KafkaException as exc:
-                results[i] = kafka_error_to_domain(exc.args[0], topic, partition)
+                results[i] = kafka_error_to_domain(exc.args[0], topic, partition, self._retry_after_s)
                 refused.append(i)
                 continue
             produced += 1
