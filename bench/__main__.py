@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gateway-dir", type=Path, help="run the gateway package from this directory (e.g. another checkout)"
     )
+    parser.add_argument(
+        "--gateway-env", action="append", default=[], metavar="NAME=VALUE", help="extra gateway setting (repeatable)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--note", default="", help="a line to put under the run's heading")
     args = parser.parse_args(argv)
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     # The asyncio clients run on uvloop, as the servers do: a cheaper load generator.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     nofile = procs.raise_nofile()
+    for item in args.gateway_env:
+        name, _, value = item.partition("=")
+        procs.GATEWAY_EXTRA_ENV[name] = value
     if args.gateway_dir:
         procs.GATEWAY_DIR = args.gateway_dir.resolve()
         sys.path.insert(0, str(procs.GATEWAY_DIR))
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.gateway_dir:
         header += ["", f"Gateway code from `{args.gateway_dir}`, not this checkout."]
+    if args.gateway_env:
+        header += ["", "Gateway environment added: " + ", ".join(f"`{e}`" for e in args.gateway_env) + "."]
     if args.note:
         header += ["", args.note]
     if args.no_write:

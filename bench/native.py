@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 PRODUCE_POLL_EVERY = 1000
 
@@ -37,8 +37,10 @@ def create_topic(admin: AdminClient, partitions: int, prefix: str = "bench") -> 
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         md = admin.list_topics(name, timeout=5).topics.get(name)
-        partitions_ready = md is not None and md.error is None and len(md.partitions) == partitions
-        if partitions_ready and all(p.leader >= 0 for p in md.partitions.values()):
+        if md is None or md.error is not None or len(md.partitions) != partitions:
+            time.sleep(0.05)
+            continue
+        if all(p.leader >= 0 for p in md.partitions.values()):
             return name
         time.sleep(0.05)
     raise TimeoutError(f"topic {name} not ready")
@@ -54,6 +56,11 @@ class NativeResult:
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """This process's CPU (Python and librdkafka threads) per record."""
+        return self.cpu_s / self.records * 1e6 if self.records else float("nan")
 
 
 def produce(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes | None, bytes]], count: int) -> NativeResult:

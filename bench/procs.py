@@ -10,6 +10,7 @@ import contextlib
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,12 +205,15 @@ def gateway_env(bootstrap: str, **extra: str) -> dict[str, str]:
         # The 10,000-subscriber scenario needs more than the default stream bound.
         "GATEWAY_SSE__MAX_STREAMS": "20000",
     }
+    env.update(GATEWAY_EXTRA_ENV)
     env.update(extra)
     return env
 
 
 # ``--gateway-dir``: run the ``gateway`` package found in this directory instead of this checkout's.
 GATEWAY_DIR: Path | None = None
+# ``--gateway-env``: extra environment for every gateway process (e.g. GATEWAY_ACCESS_LOG=false).
+GATEWAY_EXTRA_ENV: dict[str, str] = {}
 
 
 # Tracebacks the servers logged, by exception, over the whole run (for the report's notes).
@@ -225,6 +229,8 @@ def gateway(bootstrap: str, **extra: str) -> Iterator[Server]:
     finally:
         server.stop()
         LOGGED.update(server.tracebacks()[1])
+        if server.log_path is not None:
+            shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -44,10 +44,16 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     cpu_s: float
+    # CPU the server under load used in the same window (filled in by the caller, from /proc).
+    server_cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
         return self.ok / self.duration_s if self.duration_s else 0.0
+
+    def server_cpu_us(self, per_request: int = 1) -> float:
+        """Server CPU per request (or per record with ``per_request`` records in each)."""
+        return self.server_cpu_s / (self.ok * per_request) * 1e6 if self.ok else float("nan")
 
 
 def available() -> bool:
