@@ -220,6 +220,7 @@ def prepare(
             )
     except errors.GatewayError as exc:
         exc.message = f"{where or f'records[{i}]'}: {exc.message}"
+        exc.args = (exc.message,)
         raise
     return out
 
@@ -289,6 +290,7 @@ def prepare_one(
         timestamp = None if rec.timestamp is None else _timestamp(rec.timestamp)
     except errors.GatewayError as exc:
         exc.message = f"{where}: {exc.message}"
+        exc.args = (exc.message,)
         raise
     if size > max_record_bytes:
         raise errors.PayloadTooLarge(f"{where}: {size} bytes is over the limit of {max_record_bytes} bytes per record.")
