@@ -27,7 +27,7 @@ from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import GatewayProducer
 from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
-from gateway.observability import with_stats
+from gateway.observability import track_group_lag, with_stats
 from gateway.publish import IdempotencyStore, Publisher, delivery_metrics
 from gateway.settings import Settings
 
@@ -152,6 +152,14 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             ClusterAdmin(admin, executor, settings.request_timeout_s).watermarks,
         )
         stack.push_async_callback(rt.reads.close)
+        if settings.group_lag_interval_s > 0:
+            lag = track_group_lag(
+                ClusterAdmin(admin, executor, settings.request_timeout_s),
+                metrics,
+                str(settings.kafka_common().get("client.id", "")),
+                settings.group_lag_interval_s,
+            )
+            rt.tasks.append(asyncio.create_task(lag, name="group-lag"))
         # Turns the gateway unready and ends every stream with a goodbye as soon as SIGTERM arrives.
         rt.tasks.append(asyncio.create_task(watch_shutdown(rt), name="shutdown-watch"))
 

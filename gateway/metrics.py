@@ -75,6 +75,8 @@ class Metrics:
             for name, text in KAFKA_STATS.items()
         }
         self._groups: set[str] = set()
+        # Groups this process consumed for (noted from requests), for the periodic lag gauge.
+        self.consumed_groups: set[str] = set()
 
     def observe_group_lag(self, group: str, lag: int) -> None:
         """Record a group's total lag; at most MAX_GROUP_LABELS groups get a series of their own."""
@@ -83,6 +85,10 @@ class Metrics:
                 return
             self._groups.add(group)
         self.group_lag.labels(group).set(lag)
+
+    def note_consumed_group(self, group: str) -> None:
+        if group in self.consumed_groups or len(self.consumed_groups) < MAX_GROUP_LABELS:
+            self.consumed_groups.add(group)
 
     def topic_label(self, topic: str) -> str:
         if topic in self._topics:

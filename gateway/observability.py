@@ -12,6 +12,7 @@ may carry a secret (``access_token`` and friends) are replaced by ``[redacted]``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -23,6 +24,8 @@ from urllib.parse import parse_qsl, quote
 
 import msgspec
 
+from gateway import errors
+from gateway.kafka.admin import ClusterAdmin
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -40,6 +43,8 @@ _CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 SECRET_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "password", "secret"})
 REDACTED = "[redacted]"
 UNMATCHED_ROUTE = "unmatched"
+# Groups described per lag round, at most (a cluster may hold thousands of idle groups).
+MAX_GROUPS_SCANNED = 1000
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 _encode = msgspec.json.encode
@@ -115,6 +120,8 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
+                if status < 400:  # at the start, not the end: a group stream may last for hours
+                    self._note_group(scope)
             await send(message)
 
         try:
@@ -155,8 +162,19 @@ class ObservabilityMiddleware:
             # handle(makeRecord(...)) rather than info(): skips the caller look-up (a stack walk)
             # that would cost more than everything else this middleware does.
             self.log.handle(
-                self.log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, _encode(line).decode(), None, None)
+                self.log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, _encode(line).decode(), (), None)
             )
+
+    def _note_group(self, scope: Scope) -> None:
+        """Remember a consumer group a request consumed for (``{group}`` in the route, ``group=`` in
+        the query), so its lag is measured; a cheap byte search first keeps this off most requests."""
+        params = scope.get("path_params") or {}
+        group = params.get("group") if "group" in params else None
+        query = scope.get("query_string", b"")
+        if group is None and b"group=" in query:
+            group = next((v for k, v in parse_qsl(query.decode("latin-1")) if k == "group" and v), None)
+        if group:
+            self.metrics.note_consumed_group(str(group))
 
 
 class _MessageOnly(logging.Formatter):
@@ -180,6 +198,40 @@ def install(app: Any, settings: Settings, metrics: Metrics) -> None:
     """Add the middleware to a FastAPI/Starlette app (outermost of the app's own middleware)."""
     configure_access_log(settings.access_log)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, access_log=settings.access_log)
+
+
+# -- lag of the groups the gateway consumes for ------------------------------------------------
+
+
+async def track_group_lag(admin: ClusterAdmin, metrics: Metrics, client_prefix: str, interval_s: float) -> None:
+    """Every ``interval_s``, set ``gateway_consumer_group_lag`` for the groups the gateway consumes for.
+
+    Those are the groups named by requests this process served (``Metrics.consumed_groups``, noted
+    by the middleware) and every group with a live member whose ``client.id`` starts with the
+    gateway's (its consumers carry it), whichever instance that member lives on. Runs until
+    cancelled by the lifespan; a failed round is logged and retried at the next interval.
+    """
+    log = logging.getLogger(__name__)
+    if not client_prefix:  # without a client id every group would look like the gateway's
+        return
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            listed = await admin.list_groups()
+            candidates = [g.group_id for g in listed if g.state not in ("Empty", "Dead")][:MAX_GROUPS_SCANNED]
+            groups = set(await admin.groups_with_client(candidates, client_prefix)) | metrics.consumed_groups
+        except errors.GatewayError as exc:
+            log.warning("could not list consumer groups for their lag: %s", exc.message)
+            groups = set(metrics.consumed_groups)
+        for group in sorted(groups):
+            try:
+                detail = await admin.describe_group(group)
+            except errors.ConsumerGroupNotFound:
+                continue
+            except errors.GatewayError as exc:
+                log.warning("could not measure the lag of group %r: %s", group, exc.message)
+                continue
+            metrics.observe_group_lag(group, detail.total_lag)
 
 
 # -- librdkafka statistics --------------------------------------------------------------------

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     access_log: bool = True
     # librdkafka statistics (producer) exported as gauges every this many ms; 0 turns them off.
     kafka_stats_interval_ms: Annotated[int, Field(ge=0)] = 15_000
+    # Lag of the consumer groups the gateway's consumers belong to, into gauges this often; 0 turns it off.
+    group_lag_interval_s: Annotated[float, Field(ge=0)] = 30.0
 
     # Blocking client calls (consume, metadata, offsets, close) run on this many threads.
     kafka_threads: Annotated[int, Field(ge=2, le=256)] = 32

@@ -319,6 +319,26 @@ class ClusterAdmin:
         ]
         return sorted(groups, key=lambda g: g.group_id)
 
+    async def groups_with_client(self, groups: list[str], client_prefix: str) -> list[str]:
+        """Those of ``groups`` that have a member whose client id starts with ``client_prefix``."""
+        if not groups:
+            return []
+        try:
+            futs = await self._submit(
+                lambda: self._admin.describe_consumer_groups(groups, request_timeout=self._timeout_s)
+            )
+        except Exception as exc:
+            raise to_domain(exc) from exc
+        found = []
+        for group, fut in futs.items():
+            try:
+                desc = await self._result(fut)
+            except Exception:  # gone meanwhile: nothing to report for it
+                continue
+            if any(str(m.client_id).startswith(client_prefix) for m in desc.members):
+                found.append(group)
+        return sorted(found)
+
     async def describe_group(self, group: str) -> GroupDetail:
         """State, members and per-partition committed offset and lag; unknown groups are NotFound."""
         try:

@@ -137,3 +137,41 @@ def test_live_gateway_writes_json_access_lines_to_stderr(bootstrap: str, capfd: 
     (line,) = [x for x in lines if x.get("request_id") == "live-1"]
     assert line["route"] == "/readyz" and line["status"] == r.status_code
     assert "live-s3cr3t" not in err
+
+
+def test_lag_of_a_group_the_gateway_consumes_for_becomes_a_gauge(bootstrap: str, admin: object) -> None:
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+    from httpx_sse import connect_sse
+
+    from tests.conftest import create_topic
+    from tests.helpers import record_events
+
+    topic = create_topic(admin, 1)  # type: ignore[arg-type]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(10):
+        producer.produce(topic, b"%d" % i)
+    assert producer.flush(10) == 0
+    group = f"lag-{uuid.uuid4().hex[:8]}"
+    with (
+        GatewayProcess(bootstrap, env={"GATEWAY_GROUP_LAG_INTERVAL_S": "0.3"}) as gw,
+        httpx.Client(base_url=gw.url, timeout=10) as http,
+        connect_sse(http, "GET", f"/topics/{topic}/events", params={"group": group, "from": "earliest"}) as source,
+    ):
+        events = []
+        for event in record_events(source):
+            events.append(event)
+            if len(events) == 10:
+                break
+        # The gateway measures the lag of the group it consumes for by itself; it falls to 0 once the
+        # offsets of the events written are committed.
+        value = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            value = _sample(http.get("/metrics").text, "gateway_consumer_group_lag", group=group)
+            if value == 0:
+                break
+            time.sleep(0.3)
+        assert value == 0, value
