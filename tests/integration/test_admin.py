@@ -28,7 +28,9 @@ def _error(r: httpx.Response, status: int, code: int) -> str:
     return str(body["message"])
 
 
-async def test_create_describe_produce_delete_topic(client: httpx.AsyncClient, admin: AdminClient, bootstrap: str) -> None:
+async def test_create_describe_produce_delete_topic(
+    client: httpx.AsyncClient, admin: AdminClient, bootstrap: str
+) -> None:
     name = _name()
     r = await client.post(
         "/topics",
@@ -95,7 +97,9 @@ async def test_create_topic_errors(client: httpx.AsyncClient, topic: str, admin:
     _error(await client.post("/topics", json={"name": topic, "partitions": 1}), 409, 40901)
 
     name = _name()
-    message = _error(await client.post("/topics", json={"name": name, "partitions": 1, "replication_factor": 3}), 422, 42201)
+    message = _error(
+        await client.post("/topics", json={"name": name, "partitions": 1, "replication_factor": 3}), 422, 42201
+    )
     assert "replicat" in message.lower()  # the broker's own reason
     message = _error(
         await client.post("/topics", json={"name": name, "partitions": 1, "configs": {"retention.ms": "soon"}}),

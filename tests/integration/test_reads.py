@@ -121,7 +121,9 @@ async def test_formats_tombstones_and_decode_errors(client: httpx.AsyncClient, b
         topic,
         [{"value": b"plain text", "key": b"\xff\xfe"}, {"value": None, "key": b"gone"}, {"value": b'{"a":1}'}],
     )
-    r = await client.get(f"/topics/{topic}/partitions/0/records", params={"value_format": "string", "key_format": "binary"})
+    r = await client.get(
+        f"/topics/{topic}/partitions/0/records", params={"value_format": "string", "key_format": "binary"}
+    )
     first, tomb, third = r.json()["records"]
     assert first["value"] == "plain text" and base64.b64decode(first["key"]) == b"\xff\xfe"
     assert tomb["value"] is None
