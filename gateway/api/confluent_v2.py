@@ -95,7 +95,8 @@ def _no_content(request: Request) -> Response:
 class JsonRecord(msgspec.Struct, forbid_unknown_fields=True):
     """A v2 record in the json format; a missing value is null, as in the Confluent proxy."""
 
-    key: msgspec.Raw | None = None
+    # msgspec's Raw cannot sit in a union with None: JSON null arrives as Raw(b"null") instead.
+    key: msgspec.Raw = records.NULL
     value: msgspec.Raw = records.NULL
     partition: Annotated[int, msgspec.Meta(ge=0)] | None = None
     # Not part of v2; fixed so the shared ``records.prepare`` reads every record alike.

@@ -521,7 +521,8 @@ DataType = Literal["BINARY", "JSON", "STRING"]
 
 class DataIn(msgspec.Struct, forbid_unknown_fields=True):
     type: DataType | None = None
-    data: msgspec.Raw | None = None
+    # msgspec's Raw cannot sit in a union with None: a missing or null data is Raw(b"null").
+    data: msgspec.Raw = records.NULL
     # Schema-registry fields of Confluent's request; refused below with a clear message.
     subject: str | None = None
     schema_id: int | None = None
@@ -553,7 +554,7 @@ def _data(d: DataIn | None, what: str) -> tuple[bytes | None, str | None]:
     if d.schema is not None or d.schema_id is not None or d.subject is not None or d.schema_version is not None:
         raise errors.InvalidRecord(f"{what}: schemas need a schema registry, which this gateway does not support.")
     kind = d.type or "JSON"
-    raw = bytes(d.data) if d.data is not None else b"null"
+    raw = bytes(d.data)
     if raw == b"null":
         return None, kind
     if kind == "JSON":
