@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from gateway import __version__, observability
 from gateway.api import admin as admin_api
-from gateway.api import confluent_v2, confluent_v3, consume, errors, health, produce, reads
+from gateway.api import confluent_v2, confluent_v3, consume, errors, health, produce, reads, security
 from gateway.lifespan import lifespan_for
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan_for(settings, metrics),
+        # Backstop of gateway/api/security.py: no handler runs for a request its middleware did not pass.
+        dependencies=[Depends(security.vetted)],
     )
     app.state.metrics = metrics
     errors.install(app)
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(confluent_v2.router)
     app.include_router(confluent_v3.router)
+    # Security first, so observability ends up outermost and logs refusals too.
+    security.install(app, settings, metrics)
     observability.install(app, settings, metrics)
 
     def openapi() -> dict[str, Any]:
@@ -67,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             "description": "Validation error",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                         }
+            security.document(schema, app.routes)
             app.openapi_schema = schema
         return app.openapi_schema
 

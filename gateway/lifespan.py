@@ -29,6 +29,7 @@ from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
 from gateway.observability import track_group_lag, with_stats
 from gateway.publish import IdempotencyStore, Publisher, delivery_metrics
+from gateway.quotas import MeteredPublisher
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             admin=admin,
             metadata=metadata,
             producer=producer,
-            publisher=Publisher(producer, metadata),
+            # Charges per-principal produce quotas (gateway/quotas.py) on every produce path.
+            publisher=MeteredPublisher(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),

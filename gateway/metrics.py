@@ -60,6 +60,15 @@ class Metrics:
         self.sse_shared_consumers = Gauge(
             "gateway_sse_shared_consumers", "Kafka consumers serving fan-out subscribers", registry=r
         )
+        # Security (gateway/api/security.py, gateway/quotas.py); principal labels are capped in number.
+        self.auth_failures = Counter(
+            "gateway_auth_failures", "Requests refused by authentication (401) or authorization (403)",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.quota_rejections = Counter(
+            "gateway_quota_rejections", "Requests refused with 429 by a per-principal quota",
+            ["principal", "kind"], registry=r,
+        )  # fmt: skip
         # HTTP, group lag and librdkafka statistics (gateway/observability.py fills them).
         labels = ["method", "route", "status"]
         self.http_requests = Counter("gateway_http_requests", "HTTP requests by route template", labels, registry=r)

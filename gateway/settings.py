@@ -11,12 +11,14 @@ Every bound in the gateway is a named default here, so an operator can see and c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 
@@ -90,6 +92,90 @@ class ConfluentSettings(BaseModel):
     poll_slice_s: Annotated[float, Field(gt=0)] = 0.2
 
 
+class AuthSettings(BaseModel):
+    """Who may call the gateway (API.md §6; gateway/auth.py). ``none`` lets everyone do everything."""
+
+    mode: Literal["none", "api-key", "jwt"] = "none"
+    # api-key: a JSON file of {"keys": [{"name", "sha256", "scopes", "quota"?}]}; only hashes are stored.
+    api_keys_file: Path | None = None
+    # jwt: one algorithm, fixed here and never taken from the token (RFC 8725 §2.1).
+    jwt_algorithm: Literal["HS256", "RS256"] = "RS256"
+    # HS256: the shared secret; RS256: a PEM public key. Or a JWKS document (keys chosen by "kid").
+    jwt_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Claim holding the scopes: a space-separated string (OAuth 2) or a list; dots walk nested objects.
+    jwt_scope_claim: str = "scope"
+    jwt_principal_claim: str = "sub"
+    jwt_leeway_s: Annotated[float, Field(ge=0, le=300)] = 30.0
+    # Verified tokens remembered (until they expire) so a JWT's signature is checked once, not per request.
+    jwt_cache_size: Annotated[int, Field(ge=0)] = 10_000
+    # Key files are re-read this often when they change on disk (rotation without a restart).
+    reload_s: Annotated[float, Field(gt=0)] = 10.0
+    # Consumer-instance requests are read whole to learn the topics they name; larger bodies are 413.
+    max_inspected_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthSettings:
+        if self.mode == "api-key" and self.api_keys_file is None:
+            raise ValueError("GATEWAY_AUTH__API_KEYS_FILE is required when GATEWAY_AUTH__MODE=api-key")
+        if self.mode == "jwt":
+            if (self.jwt_key_file is None) == (self.jwt_jwks_file is None):
+                raise ValueError("mode jwt needs one of GATEWAY_AUTH__JWT_KEY_FILE, GATEWAY_AUTH__JWT_JWKS_FILE")
+            if not self.jwt_issuer or not self.jwt_audience:
+                raise ValueError("mode jwt needs GATEWAY_AUTH__JWT_ISSUER and GATEWAY_AUTH__JWT_AUDIENCE")
+        for path in (self.api_keys_file, self.jwt_key_file, self.jwt_jwks_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"cannot read file {str(path)!r}")
+        return self
+
+
+class QuotaSettings(BaseModel):
+    """Per-principal quotas (gateway/quotas.py); unset means unlimited. A key in the key file may override them."""
+
+    records_per_s: Annotated[float | None, Field(gt=0)] = None
+    bytes_per_s: Annotated[float | None, Field(gt=0)] = None
+    # Concurrent SSE streams of one principal on this process.
+    max_streams: Annotated[int | None, Field(gt=0)] = None
+    # Bucket depth in seconds of rate: how far a quiet principal may burst above its rate.
+    burst_s: Annotated[float, Field(gt=0)] = 1.0
+    # Principals whose buckets are remembered; the idlest are forgotten first (full buckets lose nothing).
+    max_principals: Annotated[int, Field(gt=0)] = 100_000
+
+
+# librdkafka properties that may be read from a file: GATEWAY_KAFKA__SASL_PASSWORD_FILE=/run/secrets/pw.
+KAFKA_SECRET_PROPERTIES = frozenset(
+    {
+        "sasl.password",
+        "sasl.username",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "ssl.certificate.pem",
+        "ssl.ca.pem",
+    }
+)
+
+
+def _kafka_secret_files(conf: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for key, value in conf.items():
+        name = key.removesuffix(".file")
+        if name != key and name in KAFKA_SECRET_PROPERTIES:
+            try:
+                # One trailing newline is what editors and `echo` add; it is never part of the secret.
+                out[name] = Path(value).read_text().removesuffix("\n").removesuffix("\r")
+            except OSError as exc:
+                # The message names the file, never its content.
+                raise ValueError(f"{name}: cannot read {value!r} ({exc.strerror})") from None
+        else:
+            out[key] = value
+    return out
+
+
 class Settings(BaseSettings):
     """All of the gateway's configuration; see the README's configuration table."""
 
@@ -131,6 +217,26 @@ class Settings(BaseSettings):
     # On SIGTERM: turn unready, let streams say goodbye, then stop within this many seconds.
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
     allow_auto_create_topics: bool = False
+
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    # Browser origins allowed by CORS: a JSON list or comma-separated ("*" allows any; empty: no CORS).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    @field_validator("kafka", "kafka_producer", "kafka_consumer", mode="after")
+    @classmethod
+    def _secret_files(cls, value: dict[str, str]) -> dict[str, str]:
+        return _kafka_secret_files(value)
 
     @field_validator("kafka", "kafka_producer", "kafka_consumer", mode="before")
     @classmethod

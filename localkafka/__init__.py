@@ -7,7 +7,9 @@ started, and ``start()`` returns once metadata answers. Every process is stopped
 interpreter exit, and, through ``PR_SET_PDEATHSIG``, when the parent dies, so none is left behind.
 
 ``KafkaCluster(nodes=3)`` starts a three-node cluster (each node broker and controller) for
-failover tests; single nodes are the default.
+failover tests; single nodes are the default. ``KafkaCluster(sasl_users={"gateway": "pw"})`` adds a
+SASL_PLAINTEXT listener (SCRAM-SHA-512, users created when storage is formatted) beside the
+PLAINTEXT one; inter-broker and controller traffic stay PLAINTEXT.
 """
 
 from __future__ import annotations
@@ -98,10 +100,15 @@ class Node:
     data_dir: Path
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    sasl_port: int | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_address(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
 
 @dataclass
@@ -112,6 +119,8 @@ class KafkaCluster:
     version: str = KAFKA_VERSION
     heap: str = "512m"
     extra_config: dict[str, str] = field(default_factory=dict)
+    # SCRAM-SHA-512 users (name -> password) of an extra SASL_PLAINTEXT listener; none: no such listener.
+    sasl_users: dict[str, str] = field(default_factory=dict)
     # Kept in a temp dir unless given; removed on close() when we created it.
     workdir: Path | None = None
     members: list[Node] = field(default_factory=list)
@@ -121,6 +130,11 @@ class KafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(n.address for n in self.members)
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """Addresses of the SASL_PLAINTEXT (SCRAM-SHA-512) listeners; needs ``sasl_users``."""
+        return ",".join(n.sasl_address for n in self.members)
 
     def _config(self, node: Node) -> str:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.members)
@@ -148,8 +162,32 @@ class KafkaCluster:
             "auto.create.topics.enable": "false",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.sasl_users:
+            conf.update(self._sasl_config(node))
         conf.update(self.extra_config)
         return "".join(f"{k}={v}\n" for k, v in conf.items())
+
+    def _sasl_config(self, node: Node) -> dict[str, str]:
+        sasl = f"SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}"
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port},{sasl}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port},{sasl}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            # The broker checks SCRAM credentials stored in the cluster metadata; the login module needs no options.
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+        }
+
+    def _scram_args(self) -> list[str]:
+        # Users exist from the first start: written into the metadata log when storage is formatted.
+        return [
+            arg
+            for name, password in self.sasl_users.items()
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
 
     def _java(self, *args: str, heap: str | None = None) -> list[str]:
         libs = jars_dir(self.version)
@@ -173,13 +211,21 @@ class KafkaCluster:
         self.members = [
             Node(i + 1, free_port(), free_port(), self.workdir / f"node{i + 1}" / "data") for i in range(self.nodes)
         ]
+        if self.sasl_users:
+            for node in self.members:
+                node.sasl_port = free_port()
         for node in self.members:
             conf_path = node.data_dir.parent / "server.properties"
             node.data_dir.mkdir(parents=True, exist_ok=True)
             conf_path.write_text(self._config(node))
             subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(conf_path)
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={self.cluster_id}",
+                    "-c",
+                    str(conf_path),
+                    *self._scram_args(),
                 ),
                 check=True,
                 stdout=subprocess.DEVNULL,

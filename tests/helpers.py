@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ class GatewayProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # Where the process's stderr (its logs) goes: a file to read them back, or None to inherit.
+    log_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -44,7 +47,10 @@ class GatewayProcess:
             }
         )
         env.update(self.env)
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+        log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stderr=log)
+        if log is not None:
+            log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,292 @@
+"""Credentials, scopes and quotas without HTTP: API keys, JWTs (HS256, RS256, JWKS), token buckets."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+
+from gateway import errors
+from gateway.auth import Authenticator, Scopes, bearer, key_digest, load_api_keys, new_key
+from gateway.metrics import Metrics
+from gateway.quotas import Limits, QuotaBook
+from gateway.settings import AuthSettings, QuotaSettings, Settings
+
+HS_SECRET = b"0123456789abcdef0123456789abcdef-test-secret"
+ISS, AUD = "https://issuer.example", "kafka-gateway"
+
+
+def _token(key: Any, alg: str = "HS256", headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    now = int(time.time())
+    body: dict[str, Any] = {"sub": "svc-a", "iss": ISS, "aud": AUD, "exp": now + 300, "scope": "read:orders.*"}
+    body.update(claims)
+    for name in [k for k, v in body.items() if v is None]:
+        del body[name]
+    return jwt.encode(body, key, algorithm=alg, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def rsa_keys() -> tuple[Any, bytes]:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public_pem
+
+
+def _hs(tmp_path: Path, **extra: Any) -> Authenticator:
+    key = tmp_path / "hs.key"
+    key.write_bytes(HS_SECRET + b"\n")
+    return Authenticator(
+        AuthSettings(mode="jwt", jwt_algorithm="HS256", jwt_key_file=key, jwt_issuer=ISS, jwt_audience=AUD, **extra)
+    )
+
+
+# -- scopes ------------------------------------------------------------------------------------
+
+
+def test_scopes_are_globs_per_kind_and_admin_is_separate() -> None:
+    s = Scopes.parse(["read:orders.*", "write:orders.eu", "openid", "admin"])
+    assert s.can_read("orders.eu") and s.can_read("orders.us")
+    assert not s.can_read("payments")
+    assert s.can_write("orders.eu") and not s.can_write("orders.us")
+    assert s.admin and not s.reads_everything
+    assert not Scopes.parse(["admin"]).can_read("orders.eu"), "admin alone reads no data"
+    assert not Scopes.parse(["read:Orders"]).can_read("orders"), "topic names are case sensitive"
+
+
+def test_bearer_header_parsing() -> None:
+    assert bearer(b"Bearer abc") == "abc"
+    assert bearer(b"bearer  abc ") == "abc"
+    assert bearer(b"Basic abc") is None
+    assert bearer(b"Bearer ") is None
+    assert bearer(None) is None
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def _key_file(tmp_path: Path, entries: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": entries}))
+    return path
+
+
+def test_api_key_file_holds_only_hashes_and_maps_keys_to_principals(tmp_path: Path) -> None:
+    key = new_key()
+    path = _key_file(
+        tmp_path,
+        [{"name": "web", "sha256": key_digest(key), "scopes": ["write:web.*"], "quota": {"records_per_s": 5}}],
+    )
+    assert key not in path.read_text()
+    a = Authenticator(AuthSettings(mode="api-key", api_keys_file=path))
+    principal = a.authenticate(key)
+    assert principal.name == "web"
+    assert principal.scopes.can_write("web.clicks")
+    assert principal.limits == Limits(records_per_s=5)
+    with pytest.raises(errors.Unauthenticated, match="Invalid API key"):
+        a.authenticate(key + "x")
+    with pytest.raises(errors.Unauthenticated, match="Missing credentials"):
+        a.authenticate(None)
+
+
+def test_api_key_file_is_reloaded_when_it_changes_and_a_bad_edit_keeps_the_old_keys(tmp_path: Path) -> None:
+    old, fresh = new_key(), new_key()
+    path = _key_file(tmp_path, [{"name": "old", "sha256": key_digest(old), "scopes": []}])
+    a = Authenticator(AuthSettings(mode="api-key", api_keys_file=path, reload_s=0.01))
+    assert a.authenticate(old).name == "old"
+    _key_file(tmp_path, [{"name": "fresh", "sha256": key_digest(fresh), "scopes": []}])
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    time.sleep(0.02)
+    assert a.authenticate(fresh).name == "fresh"
+    with pytest.raises(errors.Unauthenticated):
+        a.authenticate(old)  # revoked by removing it from the file
+    path.write_text("{not json")
+    os.utime(path, ns=(time.time_ns() + 2 * 10**9, time.time_ns() + 2 * 10**9))
+    time.sleep(0.02)
+    assert a.authenticate(fresh).name == "fresh"
+
+
+def test_bad_key_file_fails_at_start(tmp_path: Path) -> None:
+    path = _key_file(tmp_path, [{"name": "x", "sha256": "not-a-hash", "scopes": []}])
+    with pytest.raises(ValueError, match="64 hex digits"):
+        Authenticator(AuthSettings(mode="api-key", api_keys_file=path))
+    with pytest.raises(ValueError):
+        load_api_keys(b'{"keys": [{"name": "x", "sha256": "' + b"0" * 64 + b'", "role": "admin"}]}')
+
+
+def test_settings_name_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_AUTH__API_KEYS_FILE"):
+        AuthSettings(mode="api-key")
+    with pytest.raises(ValidationError, match="GATEWAY_AUTH__JWT_ISSUER"):
+        AuthSettings(mode="jwt", jwt_key_file=_key_file(tmp_path, []))
+    with pytest.raises(ValidationError, match="cannot read file"):
+        AuthSettings(mode="api-key", api_keys_file=tmp_path / "missing.json")
+
+
+# -- JWT ---------------------------------------------------------------------------------------
+
+
+def test_hs256_token_gives_principal_and_scopes(tmp_path: Path) -> None:
+    a = _hs(tmp_path)
+    p = a.authenticate(_token(HS_SECRET, scope="read:orders.* write:orders.eu admin"))
+    assert p.name == "svc-a"
+    assert p.scopes.can_read("orders.us") and p.scopes.can_write("orders.eu") and p.scopes.admin
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"exp": int(time.time()) - 3600}, "Token expired"),
+        ({"iss": "https://evil.example"}, "Invalid token"),
+        ({"aud": "another-service"}, "Invalid token"),
+        ({"exp": None}, "Invalid token"),
+        ({"sub": None}, "no 'sub' claim"),
+    ],
+)
+def test_jwt_claims_are_checked(tmp_path: Path, claims: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.Unauthenticated, match=message):
+        _hs(tmp_path).authenticate(_token(HS_SECRET, **claims))
+
+
+def test_jwt_signed_with_another_key_or_alg_none_is_refused(tmp_path: Path) -> None:
+    a = _hs(tmp_path)
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate(_token(b"another-secret-of-at-least-32-bytes!!"))
+    unsigned = jwt.encode({"sub": "x", "iss": ISS, "aud": AUD, "exp": int(time.time()) + 60}, None, algorithm="none")
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate(unsigned)
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate("not.a.jwt")
+
+
+def test_rs256_with_public_key_and_no_hs256_confusion(tmp_path: Path, rsa_keys: tuple[Any, bytes]) -> None:
+    private, public_pem = rsa_keys
+    pem = tmp_path / "pub.pem"
+    pem.write_bytes(public_pem)
+    a = Authenticator(
+        AuthSettings(mode="jwt", jwt_algorithm="RS256", jwt_key_file=pem, jwt_issuer=ISS, jwt_audience=AUD)
+    )
+    assert a.authenticate(_token(private, "RS256")).name == "svc-a"
+    # The classic confusion: an HS256 token "signed" with the public key as HMAC secret.
+    import hashlib
+    import hmac
+
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = jwt.utils.base64url_encode(
+        json.dumps({"sub": "x", "iss": ISS, "aud": AUD, "exp": int(time.time()) + 60}).encode()
+    )
+    signature = jwt.utils.base64url_encode(hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest())
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate((header + b"." + payload + b"." + signature).decode())
+
+
+def test_jwks_file_picks_the_key_by_kid(tmp_path: Path, rsa_keys: tuple[Any, bytes]) -> None:
+    private, _ = rsa_keys
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = {
+        "keys": [
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())), "kid": "k1", "alg": "RS256"},
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(other.public_key())), "kid": "k2", "alg": "RS256"},
+        ]
+    }
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+    a = Authenticator(
+        AuthSettings(
+            mode="jwt",
+            jwt_jwks_file=path,
+            jwt_issuer=ISS,
+            jwt_audience=AUD,
+            jwt_scope_claim="realm.roles",
+        )
+    )
+    p = a.authenticate(_token(private, "RS256", headers={"kid": "k1"}, scope=None, realm={"roles": ["write:x"]}))
+    assert p.scopes.can_write("x")
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate(_token(private, "RS256", headers={"kid": "k2"}))
+    with pytest.raises(errors.Unauthenticated, match="unknown signing key"):
+        a.authenticate(_token(private, "RS256", headers={"kid": "k9"}))
+
+
+def test_a_cached_token_still_expires(tmp_path: Path) -> None:
+    a = _hs(tmp_path, jwt_leeway_s=0)
+    token = _token(HS_SECRET, exp=int(time.time()) + 1)
+    assert a.authenticate(token).name == "svc-a"
+    assert a.authenticate(token).name == "svc-a"  # from the cache
+    time.sleep(2.1)
+    with pytest.raises(errors.Unauthenticated, match="expired"):
+        a.authenticate(token)
+
+
+def test_short_hs256_secret_is_refused_at_start(tmp_path: Path) -> None:
+    key = tmp_path / "short.key"
+    key.write_bytes(b"secret")
+    with pytest.raises(ValueError, match="32 bytes"):
+        Authenticator(
+            AuthSettings(mode="jwt", jwt_algorithm="HS256", jwt_key_file=key, jwt_issuer=ISS, jwt_audience=AUD)
+        )
+
+
+def test_no_auth_mode_gives_everyone_everything() -> None:
+    p = Authenticator(AuthSettings()).authenticate(None)
+    assert p.scopes.admin and p.scopes.can_read("x") and p.scopes.can_write("y")
+
+
+# -- quotas ------------------------------------------------------------------------------------
+
+
+def test_token_bucket_admits_the_burst_then_says_when_to_retry() -> None:
+    metrics = Metrics()
+    book = QuotaBook(QuotaSettings(records_per_s=10, burst_s=1), metrics)
+    limits = book.limits_for(None)
+    book.charge("a", limits, 10, 0)
+    with pytest.raises(errors.Backpressure) as refused:
+        book.charge("a", limits, 5, 0)
+    assert refused.value.retry_after_s == 1
+    book.charge("b", limits, 10, 0)  # buckets are per principal
+    text = metrics.render().decode()
+    assert 'gateway_quota_rejections_total{kind="records",principal="a"} 1.0' in text
+
+
+def test_a_batch_larger_than_the_burst_goes_into_debt_and_waits_it_off() -> None:
+    book = QuotaBook(QuotaSettings(bytes_per_s=100), Metrics())
+    limits = book.limits_for(None)
+    book.charge("a", limits, 1, 1000)  # a full bucket admits it ...
+    with pytest.raises(errors.Backpressure) as refused:
+        book.charge("a", limits, 1, 1)
+    assert refused.value.retry_after_s >= 9  # ... and the debt is paid in time
+
+
+def test_stream_quota_counts_open_streams_and_key_overrides_defaults() -> None:
+    book = QuotaBook(QuotaSettings(max_streams=1, records_per_s=1), Metrics())
+    limits = book.limits_for(Limits(max_streams=2))
+    assert limits == Limits(records_per_s=1, max_streams=2)
+    book.open_stream("a", limits)
+    book.open_stream("a", limits)
+    with pytest.raises(errors.Backpressure):
+        book.open_stream("a", limits)
+    book.close_stream("a", limits)
+    book.open_stream("a", limits)
+
+
+# -- Kafka secrets from files ------------------------------------------------------------------
+
+
+def test_kafka_secrets_come_from_files_and_never_appear_in_errors(tmp_path: Path) -> None:
+    secret = tmp_path / "kafka-password"
+    secret.write_text("s3cr3t-pw\n")
+    s = Settings(kafka={"SASL_PASSWORD_FILE": str(secret), "sasl_username": "gateway"})  # type: ignore[arg-type]
+    assert s.kafka_common()["sasl.password"] == "s3cr3t-pw"
+    assert "sasl.password.file" not in s.kafka_common()
+    with pytest.raises(ValidationError) as bad:
+        Settings(kafka={"sasl.password.file": str(tmp_path / "missing")})  # type: ignore[arg-type]
+    assert "sasl.password: cannot read" in str(bad.value)
