@@ -29,7 +29,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def fill(bootstrap: str, topic: str, values: list[bytes], partition: int | None = None, key: bytes | None = None) -> None:
+def fill(
+    bootstrap: str, topic: str, values: list[bytes], partition: int | None = None, key: bytes | None = None
+) -> None:
     """Write records with the native client, so reading is tested apart from producing."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for v in values:
@@ -65,7 +67,9 @@ async def fetch_until(
     return out
 
 
-async def test_consumer_instance_round_trip(client: httpx.AsyncClient, bootstrap: str, new_topic: Callable[..., str]) -> None:
+async def test_consumer_instance_round_trip(
+    client: httpx.AsyncClient, bootstrap: str, new_topic: Callable[..., str]
+) -> None:
     topic = new_topic(1)
     fill(bootstrap, topic, [f"v{i}".encode() for i in range(10)], key=b"k")
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -73,7 +77,12 @@ async def test_consumer_instance_round_trip(client: httpx.AsyncClient, bootstrap
     # create (as in the docs' example)
     r = await client.post(
         f"/consumers/{group}",
-        json={"name": "my_consumer", "format": "binary", "auto.offset.reset": "earliest", "auto.commit.enable": "false"},
+        json={
+            "name": "my_consumer",
+            "format": "binary",
+            "auto.offset.reset": "earliest",
+            "auto.commit.enable": "false",
+        },
         headers={"content-type": V2, "accept": V2},
     )
     assert r.status_code == 200, r.text
@@ -105,7 +114,9 @@ async def test_consumer_instance_round_trip(client: httpx.AsyncClient, bootstrap
 
     # commit offset 4 (Confluent: the last processed record), then read it back: 5 is next
     r = await client.post(
-        f"{base}/offsets", json={"offsets": [{"topic": topic, "partition": 0, "offset": 4}]}, headers={"content-type": V2}
+        f"{base}/offsets",
+        json={"offsets": [{"topic": topic, "partition": 0, "offset": 4}]},
+        headers={"content-type": V2},
     )
     assert r.status_code == 200, r.text
     r = await client.request(
@@ -122,13 +133,17 @@ async def test_consumer_instance_round_trip(client: httpx.AsyncClient, bootstrap
 
     # seek back to 3 and read again from there; then to the beginning and the end
     r = await client.post(
-        f"{base}/positions", json={"offsets": [{"topic": topic, "partition": 0, "offset": 3}]}, headers={"content-type": V2}
+        f"{base}/positions",
+        json={"offsets": [{"topic": topic, "partition": 0, "offset": 3}]},
+        headers={"content-type": V2},
     )
     assert r.status_code == 204, r.text
     again = await fetch_until(client, base, 7, timeout=1000)
     assert [x["offset"] for x in again] == list(range(3, 10))
     r = await client.post(
-        f"{base}/positions/beginning", json={"partitions": [{"topic": topic, "partition": 0}]}, headers={"content-type": V2}
+        f"{base}/positions/beginning",
+        json={"partitions": [{"topic": topic, "partition": 0}]},
+        headers={"content-type": V2},
     )
     assert r.status_code == 204
     assert [x["offset"] for x in await fetch_until(client, base, 10, timeout=1000)] == list(range(10))
@@ -246,7 +261,9 @@ async def test_ten_thousand_records_with_a_small_max_bytes_none_lost_or_repeated
     fetches = 0
     deadline = time.monotonic() + 120
     while len(seen) < 10_000 and time.monotonic() < deadline:
-        r = await client.get(f"{base}/records", params={"max_bytes": max_bytes, "timeout": 1000}, headers={"accept": BINARY})
+        r = await client.get(
+            f"{base}/records", params={"max_bytes": max_bytes, "timeout": 1000}, headers={"accept": BINARY}
+        )
         assert r.status_code == 200, r.text
         batch = r.json()
         fetches += 1
