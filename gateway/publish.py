@@ -97,9 +97,12 @@ class Publisher:
                 futures.append((i, fut))
                 pending.append(fut)
 
-        def fan_out(_: object) -> None:
+        def fan_out(done: asyncio.Future[None]) -> None:
             for i, fut in futures:
                 if fut.done():
+                    continue
+                if done.cancelled():  # the caller went away before the reports arrived
+                    fut.cancel()
                     continue
                 out = batch.results[i]
                 if isinstance(out, errors.GatewayError):

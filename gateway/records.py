@@ -147,7 +147,7 @@ def parse_body(body: bytes, formats: Formats) -> tuple[list[Any], bool]:
                 "Invalid record: 'value' is required (null writes a tombstone), or send {\"records\": [...]}."
             )
         return [parsed], False
-    if any(getattr(parsed, f) not in (UNSET, None) for f in _SINGLE_FIELDS):
+    if any(getattr(parsed, f) not in (UNSET, None, NULL) for f in _SINGLE_FIELDS):
         raise errors.InvalidRecord("Invalid body: a batch has only 'records'; put record fields inside its items.")
     if not parsed.records:
         raise errors.InvalidRecord("Invalid body: 'records' must not be empty.")

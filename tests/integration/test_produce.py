@@ -77,6 +77,14 @@ async def test_json_string_binary_formats_write_exact_bytes(
     assert [(m.key(), m.value()) for m in msgs] == [(k, v) for _, _, k, v in cases]
 
 
+async def test_batch_with_json_keys(client: httpx.AsyncClient, bootstrap: str, topic: str) -> None:
+    body = {"records": [{"key": {"id": 1}, "value": "a"}, {"value": "b"}, {"key": [2], "value": None}]}
+    r = await post(client, topic, body, format="json")
+    assert r.status_code == 200, r.text
+    msgs = read_all(bootstrap, topic, 3)
+    assert [(m.key(), m.value()) for m in msgs] == [(b'{"id":1}', b'"a"'), (None, b'"b"'), (b"[2]", None)]
+
+
 async def test_json_value_is_written_compact_from_the_request_text(
     client: httpx.AsyncClient, bootstrap: str, topic: str
 ) -> None:

@@ -35,6 +35,15 @@ def test_single_record_and_batch_shapes() -> None:
     assert batch == [(None, None, None, -1, 0, 0), (b"[1]", None, None, 2, 5, 3)]
 
 
+def test_batches_in_every_format() -> None:
+    for key_format in ("json", "string", "binary"):
+        fmt = records.Formats(key=key_format, value="json")
+        assert prepared({"records": [{"value": 1}, {"key": None, "value": 2}]}, fmt) == [
+            (b"1", None, None, -1, 0, 1),
+            (b"2", None, None, -1, 0, 1),
+        ]
+
+
 def test_headers_are_utf8_and_extra_headers_come_last() -> None:
     (rec,) = prepared({"value": 1, "headers": {"a": "ü"}}, extra=[("idempotency-key", b"x")])
     assert rec[2] == [("a", "ü".encode()), ("idempotency-key", b"x")]
