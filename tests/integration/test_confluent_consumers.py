@@ -324,3 +324,45 @@ async def test_base_uri_uses_the_advertised_url(make_client: Callable[..., Any])
         r = await client.post("/consumers/grp%20one", json={"name": "c/1".replace("/", "-")})
         assert r.status_code == 200, r.text
         assert r.json()["base_uri"] == "https://gw-7.example.com:8443/consumers/grp%20one/instances/c-1"
+
+
+async def test_pattern_subscription_and_auto_commit_of_returned_records_only(
+    client: httpx.AsyncClient, bootstrap: str, admin: Any
+) -> None:
+    from tests.conftest import create_topic
+
+    prefix = f"pat{uuid.uuid4().hex[:8]}"
+    topics = [create_topic(admin, 1, name=f"{prefix}.{i}") for i in range(2)]
+    create_topic(admin, 1, name=f"other{prefix}")  # does not match the anchored pattern
+    for t in topics:
+        fill(bootstrap, t, [b"0123456789"] * 5)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    r = await client.post(
+        f"/consumers/{group}", json={"format": "binary", "auto.offset.reset": "earliest", "auto.commit.enable": "true"}
+    )
+    base = path_of(r.json()["base_uri"])
+    r = await client.post(f"{base}/subscription", json={"topic_pattern": f"{prefix}\\..*"})
+    assert r.status_code == 204, r.text
+    # topics and topic_pattern together: 409 40903 (mutually exclusive)
+    r = await client.post(f"{base}/subscription", json={"topics": topics, "topic_pattern": "x.*"})
+    assert r.status_code == 409 and r.json()["error_code"] == 40903
+
+    # Fetch until both topics answered, 2 records (20 bytes) per response at most.
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len({x["topic"] for x in got}) < 2 and time.monotonic() < deadline:
+        r = await client.get(f"{base}/records", params={"max_bytes": 25, "timeout": 500}, headers={"accept": BINARY})
+        assert r.status_code == 200, r.text
+        assert len(r.json()) <= 2
+        got.extend(r.json())
+    assert {x["topic"] for x in got} == set(topics)
+    r = await client.get(f"{base}/subscription")
+    assert r.json() == {"topics": sorted(topics)}
+    returned = {t: max(x["offset"] for x in got if x["topic"] == t) + 1 for t in topics}
+    assert sum(returned.values()) < 10, "the test needs records still buffered"
+
+    # Deleting closes the consumer, which auto-commits what was stored: only records returned.
+    r = await client.delete(base)
+    assert r.status_code == 204
+    for t in topics:
+        assert committed_in_kafka(bootstrap, group, t, 1) == {0: returned[t]}
