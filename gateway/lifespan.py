@@ -152,6 +152,7 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             settings.reads.pool_size,
             settings.reads.fetch_timeout_s,
             ClusterAdmin(admin, executor, settings.request_timeout_s).watermarks,
+            settings.reads.max_wait_s,
         )
         stack.push_async_callback(rt.reads.close)
         if settings.group_lag_interval_s > 0:

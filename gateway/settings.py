@@ -71,6 +71,8 @@ class ReadSettings(BaseModel):
     fetch_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # Assign-mode consumers kept for reads; more concurrent reads wait for one.
     pool_size: Annotated[int, Field(gt=0, le=256)] = 8
+    # A read that finds every pooled consumer busy (long-polls hold theirs) waits this long, then 429.
+    max_wait_s: Annotated[float, Field(gt=0)] = 5.0
 
 
 class ConfluentSettings(BaseModel):

@@ -56,6 +56,10 @@ RECORDS_EXAMPLE = {
             "Bad query parameter, or an offset past the partition's end", {"error_code": 40001, "message": "..."}
         ),
         404: _err("Unknown topic (40401) or partition (40402)", {"error_code": 40402, "message": "..."}),
+        429: _err(
+            "Every read consumer is busy (long-polls hold theirs); see Retry-After",
+            {"error_code": 42901, "message": "..."},
+        ),
         503: _err("Kafka unreachable; see Retry-After", {"error_code": 50301, "message": "..."}),
     },
 )

@@ -56,6 +56,8 @@ class ReaderPool:
     fetch_timeout_s: float
     # (earliest, latest) of a partition; not from the reading consumer (see ClusterAdmin.watermarks).
     watermarks: Callable[[str, int], Awaitable[tuple[int, int]]]
+    # Longest wait for a free reader before a read is refused with 429.
+    max_wait_s: float = 5.0
     _idle: list[_Reader] = field(default_factory=list)
     _sem: asyncio.Semaphore | None = None
     _closed: bool = False
@@ -87,7 +89,14 @@ class ReaderPool:
     async def _reader(self, at: tuple[str, int, int]) -> AsyncIterator[_Reader]:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.size)
-        async with self._sem:
+        try:
+            # Long-polls hold their reader: past this wait, say "busy" rather than queue without end.
+            await asyncio.wait_for(self._sem.acquire(), self.max_wait_s)
+        except TimeoutError:
+            raise errors.Backpressure(
+                "Every stateless-read consumer of this instance is busy; retry shortly."
+            ) from None
+        try:
             if self._closed:
                 raise errors.Unavailable("The gateway is shutting down.")
             reader = self._take_idle(at) or _Reader(await AsyncConsumer.create(self.conf, self.executor))
@@ -100,6 +109,8 @@ class ReaderPool:
                     self._idle.append(reader)
                 else:
                     await asyncio.shield(reader.consumer.close())
+        finally:
+            self._sem.release()
 
     async def read(
         self, topic: str, partition: int, offset: int | None, limit: int, max_bytes: int, wait_s: float

@@ -235,3 +235,16 @@ async def test_interleaved_pagers_on_one_pooled_consumer_lose_and_repeat_nothing
     assert seen["a"][:400] == list(range(400)) and len(set(seen["a"])) == len(seen["a"])
     assert seen["b"] == list(range(400, 1000))
     assert seen["c"] == list(range(1000))
+
+
+async def test_reads_beyond_the_busy_pool_get_429_after_the_named_wait(
+    make_client: Callable[..., object], topic: str
+) -> None:
+    async with make_client(reads={"pool_size": 1, "max_wait_s": 0.3}) as c:  # type: ignore[attr-defined]
+        holding = asyncio.create_task(c.get(f"/topics/{topic}/partitions/0/records", params={"timeout_ms": 3000}))
+        await asyncio.sleep(0.5)
+        r = await c.get(f"/topics/{topic}/partitions/0/records")
+        assert r.status_code == 429 and r.json()["error_code"] == 42901 and r.headers["retry-after"]
+        assert (await holding).json() == {"records": [], "next_offset": 0}
+        # Free again: reads work.
+        assert (await c.get(f"/topics/{topic}/partitions/0/records")).status_code == 200
