@@ -182,6 +182,22 @@ async def test_partition_metadata_and_offsets(
     assert r.status_code == 406 and r.json()["error_code"] == 40601
 
 
+async def test_topics_list_and_topic_in_the_v2_shape(client: httpx.AsyncClient, new_topic: Callable[..., str]) -> None:
+    # Served by the admin API for both APIs; checked here the way a v2 client reads them.
+    topic = new_topic(2)
+    r = await client.get("/topics", headers={"accept": V2})
+    assert r.status_code == 200 and r.headers["content-type"] == V2
+    assert topic in r.json()
+    r = await client.get(f"/topics/{topic}", headers={"accept": V2})
+    assert r.status_code == 200 and r.headers["content-type"] == V2
+    t = r.json()
+    assert t["name"] == topic and isinstance(t["configs"], dict)
+    assert [p["partition"] for p in t["partitions"]] == [0, 1]
+    assert all({"broker", "leader", "in_sync"} <= set(p["replicas"][0]) for p in t["partitions"])
+    r = await client.get("/topics/no-such-topic-v2", headers={"accept": V2})
+    assert r.status_code == 404 and r.json()["error_code"] == 40401
+
+
 async def test_brokers(client: httpx.AsyncClient) -> None:
     r = await client.get("/brokers", headers={"accept": V2})
     assert r.status_code == 200, r.text

@@ -267,3 +267,27 @@ async def test_consumer_groups_lags_and_lag_summary(
         assert r.status_code == 404 and r.json()["error_code"] == 40404
     finally:
         consumer.close()
+
+
+def test_concatenated_json_splits_across_chunks_and_utf8_boundaries() -> None:
+    from gateway.api.confluent_v3 import ConcatenatedJson
+
+    text = '{"value": {"data": "é€😀"}}\n  {"value": {"data": [1, {"a": "}"}]}}{"value": {"data": null}}'
+    data = text.encode()
+    splitter = ConcatenatedJson(max_value=10_000)
+    values: list[str] = []
+    for i in range(len(data)):  # one byte at a time: every boundary, inside strings and characters
+        got, error = splitter.feed(data[i : i + 1])
+        assert error is None
+        values.extend(got)
+    got, error = splitter.feed(b"", final=True)
+    assert error is None
+    values.extend(got)
+    assert [json.loads(v) for v in values] == [
+        {"value": {"data": "é€😀"}},
+        {"value": {"data": [1, {"a": "}"}]}},
+        {"value": {"data": None}},
+    ]
+    # An unfinished value at the end of the stream is reported, not dropped silently.
+    values, error = ConcatenatedJson(max_value=10_000).feed(b'{"value": 1} {"value": ', final=True)
+    assert len(values) == 1 and error is not None and error.message.startswith("Malformed JSON")
