@@ -61,6 +61,9 @@ _FATAL_FETCH_ERRORS = {
     KafkaError.GROUP_AUTHORIZATION_FAILED,
 }
 _BENIGN_FETCH_ERRORS = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# Kafka unreachable: librdkafka reconnects by itself; the fetch just finds nothing. Logged at debug,
+# since every poll of every instance would repeat it (readiness already reports the outage).
+_TRANSIENT_FETCH_ERRORS = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
 
 
 @dataclass(frozen=True)
@@ -214,22 +217,23 @@ class ConsumerInstance:
             raise errors.ConsumerInstanceNotFound("Consumer instance not found.")
 
     def _on_revoke(self, _consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
-        # librdkafka thread: only record; the loop drops the partitions' buffered records.
+        # librdkafka thread: only record; the loop forgets the partitions' returned offsets.
         self._revoked.append(list(partitions))
 
     def _drain_revoked(self) -> set[TP]:
+        """Partitions the group took away since the last call; their offsets are no longer ours to commit.
+
+        Records of theirs already fetched stay buffered and are still returned: the new owner reads
+        them again from the committed offset (a duplicate, as at-least-once allows). Dropping them
+        instead could drop records fetched after the partition came back in the same fetch, and a
+        batch does not say which of its records came before a rebalance.
+        """
         gone: set[TP] = set()
         while self._revoked:
             gone.update((tp.topic, tp.partition) for tp in self._revoked.pop(0))
-        if gone:
-            self._forget(gone)
-        return gone
-
-    def _forget(self, tps: set[TP]) -> None:
-        """Drop buffered records and returned offsets of partitions this instance no longer reads."""
-        self._buffer = deque(m for m in self._buffer if _tp(m) not in tps)
-        for tp in tps:
+        for tp in gone:
             self._returned.pop(tp, None)
+        return gone
 
     def _resume_offset(self, tp: TP) -> int:
         """Where a partition should continue after re-assignment: its first record not yet returned."""
@@ -440,15 +444,18 @@ class ConsumerInstance:
                         self._buffer.append(m)
                     elif err.code() in _FATAL_FETCH_ERRORS or err.fatal():
                         raise errors.Unavailable(f"Kafka error while fetching: {err.str()}.")
+                    elif err.code() in _TRANSIENT_FETCH_ERRORS:
+                        log.debug("consumer %s/%s: %s", self.group, self.name, err.str())
                     elif err.code() not in _BENIGN_FETCH_ERRORS:
                         log.warning("consumer %s/%s: %s", self.group, self.name, err.str())
             revoked |= self._drain_revoked()
-            if revoked:
-                # Records of a partition revoked meanwhile belong to its new owner now.
-                out = [m for m in out if _tp(m) not in revoked]
             stored: dict[TP, int] = {}
             for m in out:
                 stored[_tp(m)] = int(m.offset() or 0) + 1
+            if revoked:
+                # Offsets of partitions owned by another member now are not ours to commit.
+                assigned = set(await self._assignment())
+                stored = {tp: o for tp, o in stored.items() if tp in assigned}
             self._returned.update(stored)
             if stored and self.config.auto_commit:
                 # Auto-commit commits stored offsets only: exactly the records returned so far.
