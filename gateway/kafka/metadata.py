@@ -106,6 +106,13 @@ class MetadataCache:
             return info
         # A topic created a moment ago should work at once: refresh, but at most every
         # MISS_REFRESH_INTERVAL_S, so a flood of unknown names cannot flood the brokers.
+        if self._inflight is not None:
+            # A refresh already running may have started before the topic was created: let it
+            # finish, and if it does not know the topic either, ask once more below.
+            await asyncio.shield(self._inflight)
+            info = self.topics.get(name)
+            if info is not None:
+                return info
         wait = self._last_attempt + MISS_REFRESH_INTERVAL_S - time.monotonic()
         if wait > 0 and self._inflight is None:
             await asyncio.sleep(wait)
