@@ -404,3 +404,24 @@ async def test_two_instances_of_a_group_split_the_partitions_and_lose_nothing(
     assert owned[0] | owned[1] == {0, 1, 2, 3}
     for base in bases:
         assert (await client.delete(base)).status_code == 204
+
+
+def test_base_uri_is_absolute_and_used_as_is_on_a_live_process(gateway: Any, bootstrap: str, admin: Any) -> None:
+    from tests.conftest import create_topic
+
+    topic = create_topic(admin, 1)
+    fill(bootstrap, topic, [b"live"])
+    with httpx.Client(timeout=30) as http:
+        r = http.post(f"{gateway.url}/consumers/live-{uuid.uuid4().hex[:6]}", json={"auto.offset.reset": "earliest"})
+        assert r.status_code == 200, r.text
+        base_uri = r.json()["base_uri"]
+        # The client follows base_uri verbatim, as Confluent clients do.
+        assert base_uri.startswith(gateway.url + "/consumers/")
+        assert http.post(f"{base_uri}/subscription", json={"topics": [topic]}).status_code == 204
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            got = http.get(f"{base_uri}/records", headers={"accept": BINARY}).json()
+        assert [base64.b64decode(x["value"]) for x in got] == [b"live"]
+        assert http.delete(base_uri).status_code == 204
+        assert http.get(f"{base_uri}/records").json()["error_code"] == 40403
