@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=list(scenarios.SCENARIOS), metavar="NAME",
         help=f"run only this scenario (repeatable): {', '.join(scenarios.SCENARIOS)}",
     )  # fmt: skip
-    parser.add_argument("--profile", action="store_true", help="sample the gateway with py-spy in 'single' and 'batch'")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the gateway with py-spy in single, batch, ndjson and sse"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to append to")
     parser.add_argument(
         "--gateway-dir", type=Path, help="run the gateway package from this directory (e.g. another checkout)"
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.gateway_env:
         name, _, value = item.partition("=")
         procs.GATEWAY_EXTRA_ENV[name] = value
+        # The native reference reads the same settings (producer_config), so it changes alike.
+        os.environ[name] = value
     if args.gateway_dir:
         procs.GATEWAY_DIR = args.gateway_dir.resolve()
         sys.path.insert(0, str(procs.GATEWAY_DIR))

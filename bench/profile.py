@@ -80,14 +80,16 @@ def _venv_py_spy() -> str:
     return str(Path(sys.executable).parent / "py-spy")
 
 
-def start(pid: int, out: Path, duration_s: float, rate: int = 200) -> subprocess.Popen[bytes]:
-    """Sample ``pid`` for ``duration_s`` without pausing it (``--nonblocking``) into collapsed stacks."""
+def start(pid: int, out: Path, duration_s: float | None, rate: int = 200) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` for ``duration_s`` (or until SIGINT) without pausing it (``--nonblocking``)."""
     exe = _venv_py_spy() if Path(_venv_py_spy()).exists() else "py-spy"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        exe, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))), "--rate", str(rate),
-        "--format", "raw", "--nonblocking", "--output", str(out),
+        exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking",
+        "--output", str(out),
     ]  # fmt: skip
+    if duration_s is not None:
+        cmd += ["--duration", str(max(1, round(duration_s)))]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

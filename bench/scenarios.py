@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -101,7 +102,8 @@ BATCH_PAIRS = [_record(i) for i in range(100)]
 
 
 @contextlib.contextmanager
-def _profiled(bench: Bench, server: procs.Server, name: str, duration_s: float) -> Iterator[Path | None]:
+def _profiled(bench: Bench, server: procs.Server, name: str, duration_s: float | None) -> Iterator[Path | None]:
+    """py-spy on the server for the block (``--profile``); without a duration it is stopped at the end."""
     if not bench.profile or not profile.available():
         yield None
         return
@@ -110,8 +112,10 @@ def _profiled(bench: Bench, server: procs.Server, name: str, duration_s: float) 
     try:
         yield out
     finally:
+        if duration_s is None:
+            proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(duration_s + 30)
+            proc.wait((duration_s or 0) + 30)
         except Exception:
             proc.kill()
         if proc.returncode:
@@ -215,11 +219,12 @@ def ndjson(bench: Bench) -> None:
         async def all_streams() -> list[tuple[int, int]]:
             return await asyncio.gather(*(clients.post_ndjson(url, b) for b in bodies))
 
-        with bench.meter(gw) as m:
+        with _profiled(bench, gw, "ndjson", None) as prof, bench.meter(gw) as m:
             results = asyncio.run(all_streams())
     ok = sum(r[0] for r in results)
     bad = sum(r[1] for r in results)
     bench.report.usage("3 ndjson, gateway", m.usage, "python asyncio")
+    _add_profile(bench, "3 ndjson, gateway", prof, m.usage.gateway_cpu_s, ok)
     if bad or ok != per * s.ndjson_streams:
         bench.report.note(f"3 ndjson: {ok} ok and {bad} error lines of {per * s.ndjson_streams}")
     with bench.meter(None) as mn:
@@ -248,9 +253,10 @@ def sse(bench: Bench) -> None:
     with procs.gateway(bench.bootstrap) as gw:
         url = gw.url + f"/topics/{topic}/events?from=earliest"
         asyncio.run(clients.read_sse(url, min(1000, s.sse_records), 30))  # warm-up
-        with bench.meter(gw) as m:
+        with _profiled(bench, gw, "sse", None) as prof, bench.meter(gw) as m:
             g = asyncio.run(clients.read_sse(url, s.sse_records, 300))
     bench.report.usage("4 sse, gateway", m.usage, "python httpx")
+    _add_profile(bench, "4 sse, gateway", prof, m.usage.gateway_cpu_s, g.records)
     if g.records < s.sse_records:
         bench.report.note(f"4 sse: the stream delivered {g.records} of {s.sse_records} records before the timeout")
     with bench.meter(None) as mn:
