@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     failed: list[str] = []
 
+    profile_dir = scenarios.PROFILE_DIR / f"{started:%Y%m%d-%H%M%S}-{os.getpid()}"
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     cluster = None if external else KafkaCluster(nodes=1).start()
     try:
         bootstrap = external or cluster.bootstrap_servers  # type: ignore[union-attr]
         broker_pid = cluster.members[0].process.pid if cluster and cluster.members[0].process else None
-        bench = scenarios.Bench(bootstrap, broker_pid, sizes, report, profile=args.profile)
+        bench = scenarios.Bench(bootstrap, broker_pid, sizes, report, profile=args.profile, profile_dir=profile_dir)
         for name in names:
             print(f"bench: {name} ...", flush=True)
             t = time.monotonic()
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         header += ["", "Gateway environment added: " + ", ".join(f"`{e}`" for e in args.gateway_env) + "."]
     if args.note:
         header += ["", args.note]
+    if args.profile:
+        header += ["", f"Raw py-spy stacks (collapsed, not committed): `bench/profiles/{profile_dir.name}/`."]
     if args.no_write:
         print(report.markdown(header))
     else:

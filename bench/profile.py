@@ -29,7 +29,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
             "record validation + encoding (records.prepare, codec)",
             rf"prepare {_P}gateway/records\.py|{_P}gateway/codec\.py",
         ),
-        ("produce() into librdkafka (GatewayProducer.produce)", r"GatewayProducer\.produce \("),
+        ("produce() into librdkafka (GatewayProducer.produce/produce_batch)", r"GatewayProducer\.produce(_batch)? \("),
         ("delivery: resolve futures on the loop (_resolve)", r"GatewayProducer\._resolve \("),
         (
             "delivery: poll thread (poll, callbacks, dispatch)",

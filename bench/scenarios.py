@@ -73,6 +73,8 @@ class Bench:
     report: Report
     profile: bool = False
     topic_name: str = ""
+    # Raw py-spy stacks of this run (its own directory: runs of other engineers may profile at the same time).
+    profile_dir: Path = PROFILE_DIR
     admin: AdminClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ def _profiled(bench: Bench, server: procs.Server, name: str, duration_s: float |
     if not bench.profile or not profile.available():
         yield None
         return
-    out = PROFILE_DIR / f"{name}.txt"
+    out = bench.profile_dir / f"{name}.txt"
     proc = profile.start(server.pid, out, duration_s)
     try:
         yield out
@@ -175,8 +177,8 @@ def single(bench: Bench) -> None:
     r.row("1 single produce, 1 client", "p99 ms", g1.p99_ms, _pct(floor, 99), "native produce→ack", ratio=False)
     r.row("1 single produce, 64 clients", "requests/s", g64.rps, t64.rps, "trivial", target=(">=ratio", 0.7))
     r.row("1 single produce, 64 clients", "p50 ms", g64.p50_ms, t64.p50_ms, "trivial", ratio=False)
-    r.row("1 single produce, 64 clients", CPU_PER_REQUEST, g64.server_cpu_us(), t64.server_cpu_us(), "trivial")
     r.row("1 single produce, 64 clients", "p99 ms", g64.p99_ms, t64.p99_ms, "trivial", ratio=False)
+    r.row("1 single produce, 64 clients", CPU_PER_REQUEST, g64.server_cpu_us(), t64.server_cpu_us(), "trivial")
 
 
 # -- 2 ------------------------------------------------------------------------------------------
@@ -449,7 +451,7 @@ def soak(bench: Bench) -> None:
             return res, samples, churned, received, m
 
         res, samples, churned, received, m = asyncio.run(run())
-    bench.report.usage("7 soak, gateway", m.usage, "python httpx")
+    bench.report.usage("7 soak, gateway", m.usage, "python asyncio (raw HTTP/1.1)")
     steady = [rss for t, rss in samples if t >= warm_s]
     window = max(1, len(steady) // 10)
     base = statistics.median(steady[:window]) if steady else float("nan")
