@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     profile_dir = scenarios.PROFILE_DIR / f"{started:%Y%m%d-%H%M%S}-{os.getpid()}"
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    t_broker = time.monotonic()
     cluster = None if external else KafkaCluster(nodes=1).start()
+    broker_start_s = time.monotonic() - t_broker
     try:
         bootstrap = external or cluster.bootstrap_servers  # type: ignore[union-attr]
         broker_pid = cluster.members[0].process.pid if cluster and cluster.members[0].process else None
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"open files limit {nofile}. Took {time.monotonic() - t0:.0f} s.",
         "",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"Broker: {'external ' + external if external else 'single-node KRaft from localkafka'}. "
+        f"Broker: {'external ' + external if external else f'single-node KRaft from localkafka (started in {broker_start_s:.1f} s)'}. "
         "Producer config of gateway and native client: the gateway's `producer_config()` ("
         + ", ".join(f"{k}={conf.get(k)}" for k in ("acks", "enable.idempotence", "linger.ms", "partitioner"))
         + ").",
