@@ -60,7 +60,7 @@ class Publisher:
         """
         if records and isinstance(records[0], OutRecord):
             # Transitional: record-by-record callers (Confluent v3) get one future per record.
-            return self._submit_each(topic, records)  # type: ignore[return-value]
+            return self._submit_each(topic, records)
         self.producer.reserve(len(records), sum(r[5] for r in records))
         results: list[Outcome | None] = [None] * len(records)
         for i, err in failed:

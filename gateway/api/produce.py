@@ -391,7 +391,8 @@ async def _produce_body(
     failed = [o for o in outcomes if type(o) is not Delivered] if batch.failed or batch.refused else []
     headers = next((retry_headers(e) for e in failed if isinstance(e, errors.RetryLater)), None)
     return Response(
-        _encode({"results": [_result(o) for o in outcomes]}),
+        # All delivered: the Delivered structs encode as they are, no Python step per record.
+        _encode({"results": [_result(o) for o in outcomes] if failed else outcomes}),
         _batch_status(failed, len(outcomes)),  # type: ignore[arg-type]
         headers,
         media_type=JSON,
@@ -413,6 +414,13 @@ def _queued(batch: Batch, total: int, is_batch: bool) -> Response:
     headers = next((retry_headers(e) for e in failed if isinstance(e, errors.RetryLater)), None)
     status = _batch_status(failed, total, 202)
     return Response(_encode({"queued": total - len(refused), "results": slot}), status, headers, media_type=JSON)
+
+
+def _failed(topic: str, errs: list[errors.GatewayError]) -> Batch:
+    """A batch of lines that failed before reaching the producer."""
+    batch = Batch(topic, list(errs), None)
+    batch.refused = list(range(len(errs)))
+    return batch
 
 
 async def _line_groups(request: Request, max_line: int, max_group: int) -> AsyncIterator[list[bytes]]:
@@ -490,10 +498,10 @@ async def _ndjson(request: Request, rt: Runtime, info: TopicInfo, formats: recor
                 try:
                     batch = rt.publisher.submit(info, prepared, failed=failed)
                 except errors.GatewayError as exc:  # 429/503 before anything of this group was produced
-                    batch = Batch(info.name, [exc] * len(prepared), None)
+                    batch = _failed(info.name, [exc] * len(prepared))
                 add(batch, len(prepared))
         except errors.GatewayError as exc:  # a line over the limit: say so, then end the stream
-            add(Batch(info.name, [exc], None), 0)
+            add(_failed(info.name, [exc]), 0)
         finally:
             reader_done = True
             changed.set()
@@ -513,7 +521,8 @@ async def _ndjson(request: Request, rt: Runtime, info: TopicInfo, formats: recor
             while pending and (pending[0][0].future is None or pending[0][0].future.done()):
                 batch, n = pending.popleft()
                 in_flight -= n
-                out.append(_encode_lines([_result(o) for o in batch.outcomes()]))
+                results = batch.outcomes()
+                out.append(_encode_lines([_result(o) for o in results] if batch.failed or batch.refused else results))
             room.set()
             yield b"".join(out)
     finally:

@@ -152,3 +152,18 @@ async def test_a_line_over_the_limit_ends_the_stream_with_an_error_line(
     assert results[0]["offset"] == 0
     assert results[-1]["error_code"] == 41301 and "line" in results[-1]["message"]
     assert [m.value() for m in read_all(bootstrap, topic, 1)] == [b'"ok"']
+
+
+async def test_lines_over_the_in_flight_bound_get_429_lines(
+    make_client: Callable[..., Any], bootstrap: str, topic: str
+) -> None:
+    async with make_client(produce={"max_in_flight_records": 2}) as client:
+        body = b"".join(b'{"value":%d}\n' % i for i in range(5))
+        r = await client.post(
+            f"/topics/{topic}/records", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+        assert r.status_code == 200
+        results = [json.loads(line) for line in r.text.splitlines()]
+        assert [x["error_code"] for x in results] == [42901] * 5
+        assert all("queue is full" in x["message"] for x in results)
+    assert read_all(bootstrap, topic, 0, timeout_s=1) == []
