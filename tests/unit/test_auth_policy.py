@@ -102,3 +102,11 @@ def test_consumer_bodies_name_topics_and_patterns_need_read_everything() -> None
     with pytest.raises(errors.Forbidden, match="read:\\*"):
         authorize(rule, p, {}, [], True)
     authorize(rule, Principal("all", Scopes.parse(["read:*"])), {}, [], True)
+
+
+def test_no_auth_beyond_loopback_warns_loudly_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="gateway.api.security"):
+        create_app(Settings(host="127.0.0.1"))
+        assert not caplog.records
+        create_app(Settings(host="0.0.0.0"))
+    assert any("GATEWAY_AUTH__MODE=none" in r.getMessage() for r in caplog.records)
