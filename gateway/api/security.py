@@ -59,7 +59,31 @@ CORS_EXPOSE_HEADERS = ("Retry-After", "X-Request-ID", "Idempotency-Replayed", "W
 CORS_MAX_AGE_S = 600
 # Set on the scope once this middleware has let a request through to a route it knows (see ``vetted``).
 VETTED = "gateway.security.vetted"
-_CONSUMER = auth.Access.CONSUMER
+_NO_PLAN = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the routes matching one (method, path) require, worked out once and cached."""
+
+    matches: tuple[tuple[auth.Rule, dict[str, Any]], ...]
+    unclassified: bool
+    open: bool
+    stream: bool
+    # The consumer-instance rule and its path parameters, if the request reaches one.
+    consumer: tuple[auth.Rule, dict[str, Any]] | None
+
+    @classmethod
+    def of(cls, found: list[tuple[auth.Rule | None, dict[str, Any]]]) -> _Plan:
+        known = tuple((rule, params) for rule, params in found if rule is not None)
+        consumer = next(((r, p) for r, p in known if r.access is auth.Access.CONSUMER), None)
+        return cls(
+            matches=known,
+            unclassified=len(known) < len(found),
+            open=all(rule.access is auth.Access.OPEN for rule, _ in known),
+            stream=any(rule.stream for rule, _ in known),
+            consumer=consumer,
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -79,7 +103,7 @@ class SecurityMiddleware:
         self.authenticator = auth.Authenticator(settings.auth)
         self.quotas = QuotaBook(settings.quotas, metrics)
         self._entries: list[_Entry] | None = None
-        self._matches: dict[tuple[str, str], list[tuple[auth.Rule | None, dict[str, Any]]]] = {}
+        self._matches: dict[tuple[str, str], _Plan | None] = {}
         self._warned: set[str] = set()
         # Confluent consumer instances live at most instance_timeout_s unused and max_instances at once, so
         # every live instance is among the last few max_instances records: four times that never forgets one.
@@ -92,18 +116,18 @@ class SecurityMiddleware:
             self._entries = route_table(app)
         return self._entries
 
-    def _match(self, scope: Scope) -> list[tuple[auth.Rule | None, dict[str, Any]]]:
-        """Rule and path parameters of every route the request fully matches (method included).
+    def _match(self, scope: Scope) -> _Plan | None:
+        """What every route the request fully matches (method included) requires; None: no route.
 
-        Usually one. Should two templates ever match, each one's rule must allow the request, so
-        the route the router really picks is always covered.
+        Usually one route. Should two templates ever match, each one's rule must allow the request,
+        so the route the router really picks is always covered.
         """
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         key = (method, scope["path"])
-        hit = self._matches.get(key)
-        if hit is not None:
-            return hit
-        found = []
+        plan = self._matches.get(key, _NO_PLAN)
+        if plan is not _NO_PLAN:
+            return plan  # type: ignore[return-value]
+        found: list[tuple[auth.Rule | None, dict[str, Any]]] = []
         for entry in self._table(scope["app"]):
             m = entry.regex.match(scope["path"])
             if m is None or (entry.rules is not None and method not in entry.rules):
@@ -111,10 +135,11 @@ class SecurityMiddleware:
             params = {k: entry.convertors[k].convert(v) for k, v in m.groupdict().items()}
             rule = entry.rules[method] if entry.rules is not None else auth.classify(method, entry.path, entry.tags)
             found.append((rule, params))
+        plan = _Plan.of(found) if found else None
         if len(self._matches) >= MATCH_CACHE_SIZE:
             self._matches.clear()
-        self._matches[key] = found
-        return found
+        self._matches[key] = plan
+        return plan
 
     # -- the request ------------------------------------------------------------------------
 
@@ -123,35 +148,31 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         token_q = _take_access_token(scope) if b"access_token" in scope.get("query_string", b"") else None
-        matches = self._match(scope)
-        if not matches:
+        plan = self._match(scope)
+        if plan is None:
             await self.app(scope, receive, send)  # the router answers 404 / 405; ``vetted`` guards the rest
             return
         try:
-            rules = [rule for rule, _ in matches]
-            if any(rule is None for rule in rules):
+            if plan.unclassified:
                 self._deny_unclassified(scope)
-            known = [rule for rule in rules if rule is not None]
-            if all(rule.access is auth.Access.OPEN for rule in known):
+            if plan.open:
                 scope[VETTED] = True
                 await self.app(scope, receive, send)
                 return
-            stream = any(rule.stream for rule in known)
             token = auth.bearer(_header(scope, b"authorization"))
-            if token is None and stream:
+            if token is None and plan.stream:
                 token = token_q
             principal = self._authenticate(token)
             scope.setdefault("state", {})["principal"] = principal
-            topics: tuple[list[str], bool] | None = None
-            for rule, params in matches:
-                assert rule is not None
-                if rule.access is auth.Access.CONSUMER and topics is None:
+            # Auth mode none: the anonymous principal may do everything, so there is nothing to check.
+            if principal is not auth.ANONYMOUS:
+                topics: tuple[list[str], bool] = ([], False)
+                if plan.consumer is not None:
                     receive, topics = await self._body_topics(receive)
-                self._authorize(rule, principal, params, *(topics or ()))
+                    send = self.owners.guard(scope, send, *plan.consumer, principal)
+                for rule, params in plan.matches:
+                    self._authorize(rule, principal, params, *topics)
             limits = self.quotas.limits_for(principal.limits)
-            consumer = [(rule, params) for rule, params in matches if rule is not None and rule.access is _CONSUMER]
-            if consumer:
-                send = self.owners.guard(scope, send, *consumer[0], principal)
         except errors.GatewayError as exc:
             await self._refuse(exc, scope, receive, send)
             return
@@ -159,7 +180,7 @@ class SecurityMiddleware:
         if limits.unlimited:
             await self.app(scope, receive, send)
             return
-        await self._metered(scope, receive, send, stream, principal, limits)
+        await self._metered(scope, receive, send, plan.stream, principal, limits)
 
     async def _metered(
         self, scope: Scope, receive: Receive, send: Send, stream: bool, principal: auth.Principal, limits: Limits
