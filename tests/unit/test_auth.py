@@ -290,3 +290,13 @@ def test_kafka_secrets_come_from_files_and_never_appear_in_errors(tmp_path: Path
     with pytest.raises(ValidationError) as bad:
         Settings(kafka={"sasl.password.file": str(tmp_path / "missing")})  # type: ignore[arg-type]
     assert "sasl.password: cannot read" in str(bad.value)
+
+
+def test_cors_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings().cors_origins == ["https://a.example", "https://b.example"]
+    monkeypatch.setenv("GATEWAY_CORS_ORIGINS", '["*"]')
+    assert Settings().cors_origins == ["*"]
+    monkeypatch.setenv("GATEWAY_AUTH__MODE", "api-key")
+    with pytest.raises(ValidationError, match="GATEWAY_AUTH__API_KEYS_FILE"):
+        Settings()
