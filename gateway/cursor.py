@@ -59,6 +59,52 @@ def encode(topic: str, positions: Mapping[int, int]) -> str:
     return base64.urlsafe_b64encode(bytes(out)).rstrip(b"=").decode("ascii")
 
 
+class Builder:
+    """Cursors for one stream as it advances, without re-encoding every partition per record.
+
+    A stream emits one cursor per event, and ``encode`` costs O(partitions) in Python (65 µs for 64
+    partitions). The builder keeps each partition's encoded piece and replaces only the one that moved;
+    the rest (join, CRC, base64) runs in C. Its tokens are byte-for-byte those of ``encode``.
+    """
+
+    def __init__(self, topic: str, positions: Mapping[int, int]) -> None:
+        self._seed = zlib.crc32(topic.encode())
+        parts = sorted(positions)
+        self._index = {p: i for i, p in enumerate(parts)}
+        head = bytearray((VERSION,))
+        _varint(len(parts), head)
+        self._head = bytes(head)
+        self._deltas: list[bytes] = []
+        prev = 0
+        for p in parts:
+            delta = bytearray()
+            _varint(p - prev, delta)
+            self._deltas.append(bytes(delta))
+            prev = p
+        self._pieces = [self._deltas[i] + _varint_bytes(positions[p]) for i, p in enumerate(parts)]
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._index
+
+    def advance(self, partition: int, next_offset: int) -> None:
+        """Record ``partition``'s new next offset (one of the partitions the builder was made with)."""
+        i = self._index[partition]
+        self._pieces[i] = self._deltas[i] + _varint_bytes(next_offset)
+
+    def token(self) -> str:
+        body = self._head + b"".join(self._pieces)
+        raw = body + zlib.crc32(body, self._seed).to_bytes(4, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _varint_bytes(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    _varint(n, out)
+    return bytes(out)
+
+
 def decode(topic: str, token: str) -> dict[int, int]:
     """Cursor token -> positions; ``BadRequest`` for anything malformed, foreign or of another version."""
     bad = errors.BadRequest("Malformed or foreign cursor (Last-Event-ID / last_event_id).")

@@ -128,6 +128,10 @@ def encode_batch(
     """
     topic = spec.topic.name
     out: list[bytes] = []
+    if not msgs:
+        return b"", 0
+    # Built per poll (positions may have changed between polls, e.g. on a rebalance); cheap per record.
+    cursors = cursor.Builder(topic, positions)
     for msg in msgs:
         err = msg.error()
         if err is not None:
@@ -141,6 +145,10 @@ def encode_batch(
         if owned is not None and p not in owned:
             continue
         positions[p] = offset + 1
+        if p in cursors:
+            cursors.advance(p, offset + 1)
+        else:  # a partition whose start was unknown until now (group mode)
+            cursors = cursor.Builder(topic, positions)
         if not _matches(spec, msg):
             continue
         value = msg.value()
@@ -148,7 +156,7 @@ def encode_batch(
         data = sse.record_data(
             topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
         )
-        out.append(sse.frame(cursor.encode(topic, positions), data, value is None))
+        out.append(sse.frame(cursors.token(), data, value is None))
     return b"".join(out), len(out)
 
 
