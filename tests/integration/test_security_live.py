@@ -90,9 +90,11 @@ def test_sse_needs_read_on_the_topic_with_header_or_access_token(live: Live) -> 
 def test_stream_quota_refuses_a_second_concurrent_stream(live: Live) -> None:
     with httpx.Client(base_url=live.gw.url, timeout=10) as http:
         events = f"/topics/{live.allowed}/events"
-        with connect_sse(http, "GET", events, params={"from": "earliest"}, headers=live.auth("streamer")) as source:
+        with connect_sse(http, "GET", events, headers=live.auth("streamer")) as source:
             assert source.response.status_code == 200
-            next(source.iter_sse())  # the stream is open
+            # Keep the iterator: a dropped one is finalized at once and closes the connection.
+            opened = source.iter_sse()
+            next(opened)  # the stream is open (its retry: line)
             r = http.get(f"/topics/{live.other}/events", headers=live.auth("streamer"), timeout=3)
             _error(r, 429, 42901)
             assert int(r.headers["retry-after"]) >= 1
