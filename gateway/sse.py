@@ -71,6 +71,7 @@ def record_data(
     )  # fmt: skip
 
 
-def frame(cursor: str, data: bytes, tombstone: bool) -> bytes:
-    kind = b"tombstone" if tombstone else b"record"
-    return b"id: " + cursor.encode("ascii") + b"\nevent: " + kind + b"\ndata: " + data + b"\n\n"
+def frame(cursor: str | bytes, data: bytes, tombstone: bool) -> bytes:
+    token = cursor if isinstance(cursor, bytes) else cursor.encode("ascii")
+    kind = b"\nevent: tombstone\ndata: " if tombstone else b"\nevent: record\ndata: "
+    return b"id: " + token + kind + data + b"\n\n"

@@ -156,7 +156,7 @@ def encode_batch(
         data = sse.record_data(
             topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
         )
-        out.append(sse.frame(cursors.token(), data, value is None))
+        out.append(sse.frame(cursors.token_bytes(), data, value is None))
     return b"".join(out), len(out)
 
 
