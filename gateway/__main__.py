@@ -19,7 +19,8 @@ def _config_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         var = "GATEWAY_" + "__".join(loc).upper() if loc else "GATEWAY_*"
-        parts.append(f"{var}: {err.get('msg')} (got {err.get('input')!r})")
+        # The offending value is not echoed: it may be a password (GATEWAY_KAFKA__SASL_PASSWORD).
+        parts.append(f"{var}: {err.get('msg')}")
     return "kafka-gateway: configuration error: " + "; ".join(parts)
 
 

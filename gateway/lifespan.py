@@ -105,6 +105,8 @@ class Runtime:
     def not_ready_reason(self) -> str | None:
         if self.draining:
             return "gateway is draining for shutdown"
+        if self.producer.fatal_error is not None:
+            return f"Kafka producer failed: {self.producer.fatal_error}"
         return self.metadata.not_ready_reason()
 
 

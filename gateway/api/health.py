@@ -13,10 +13,23 @@ router = APIRouter(tags=["operations"])
 
 @router.get(
     "/healthz",
-    summary="Liveness: the process is up",
-    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    summary="Liveness: the process is up and its Kafka producer usable",
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ok"}}}},
+        503: {
+            "description": "The producer hit a fatal error; restart the process",
+            "content": {"application/json": {"example": {"error_code": 50302, "message": "producer failed: ..."}}},
+        },
+    },
 )
-async def healthz() -> JSONResponse:
+async def healthz(rt: RuntimeDep) -> JSONResponse:
+    # Kafka being down is not a liveness failure (readiness says that); a producer that librdkafka
+    # declared fatally broken is, since only a restart brings it back.
+    fatal = rt.producer.fatal_error
+    if fatal is not None:
+        return JSONResponse(
+            {"error_code": 50302, "message": f"Kafka producer failed for good: {fatal}"}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
 
 

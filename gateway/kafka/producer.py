@@ -141,7 +141,20 @@ class GatewayProducer:
         on_delivery: DeliveryHook | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        self._producer = Producer(conf)
+        # A fatal error (e.g. the idempotent producer's sequence broken for good) leaves librdkafka's
+        # producer unusable: remember it, refuse new work with 503, and let /healthz fail so the
+        # orchestrator restarts the process rather than it answering 503 forever.
+        self.fatal_error: str | None = None
+        user_error_cb = conf.get("error_cb")
+
+        def on_error(err: KafkaError) -> None:
+            if err.fatal():
+                self.fatal_error = err.str()
+                log.error("fatal Kafka producer error: %s", err.str())
+            if user_error_cb is not None:
+                user_error_cb(err)
+
+        self._producer = Producer({**conf, "error_cb": on_error})
         self._max_records = max_in_flight_records
         self._max_bytes = max_in_flight_bytes
         self._retry_after_s = retry_after_s
@@ -214,6 +227,8 @@ class GatewayProducer:
         """Refuse a request up front if it would push the process over its in-flight bounds."""
         if self._closed:
             raise errors.Unavailable("The gateway is shutting down.", self._retry_after_s)
+        if self.fatal_error is not None:
+            raise errors.Unavailable(f"The gateway's Kafka producer failed: {self.fatal_error}.", self._retry_after_s)
         if self.in_flight_records + records > self._max_records or self.in_flight_bytes + size > self._max_bytes:
             raise errors.Backpressure(
                 f"The gateway's producer queue is full ({self.in_flight_records} records in flight); retry shortly.",
