@@ -90,9 +90,7 @@ def make_topic(bootstrap: str, partitions: int, rf: int, min_isr: int) -> str:
     return name
 
 
-def run_with_fault(
-    url: str, topic: str, seconds: float, fault: Callable[[], None], fault_after_s: float
-) -> LoadReport:
+def run_with_fault(url: str, topic: str, seconds: float, fault: Callable[[], None], fault_after_s: float) -> LoadReport:
     report = LoadReport()
     stop = threading.Event()
 
@@ -152,7 +150,11 @@ def test_single_broker_restart_under_load_recovers_without_loss() -> None:
             # first need a new idempotence epoch from the restarted broker).
             recovered = None
             for attempt in range(30):
-                r = httpx.post(gw.url + f"/topics/{topic}/records", json={"key": "after", "value": {"id": -1 - attempt}}, timeout=30)
+                r = httpx.post(
+                    gw.url + f"/topics/{topic}/records",
+                    json={"key": "after", "value": {"id": -1 - attempt}},
+                    timeout=30,
+                )
                 if r.status_code == 200:
                     recovered = -1 - attempt
                     break
@@ -177,6 +179,7 @@ def test_gateway_sigterm_under_load_keeps_every_acked_record(bootstrap: str, adm
         exit_code.append(gw.stop(signal.SIGTERM, timeout_s=30))
 
     report = run_with_fault(gw.url, topic, 6.0, terminate, 3.0)
-    assert exit_code == [0], f"gateway exit code {exit_code}"
+    # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is a clean exit too.
+    assert exit_code in ([0], [-signal.SIGTERM]), f"gateway exit code {exit_code}"
     found = ids_in(bootstrap, topic, len(report.acked), 2)
     assert_exactly_once(report, found)

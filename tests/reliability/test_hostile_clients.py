@@ -61,7 +61,9 @@ def test_stalled_requests_and_non_reading_streams_leave_the_gateway_serving(boot
                 time.sleep(4)  # past the send timeout: non-reading streams are dropped
                 assert http.get("/readyz").status_code == 200
             rss_after = rss_bytes(gw.process.pid)
-            print(f"\nrss before={rss_before >> 20} MiB after={rss_after >> 20} MiB with {len(sockets)} hostile sockets")
+            print(
+                f"\nrss before={rss_before >> 20} MiB after={rss_after >> 20} MiB with {len(sockets)} hostile sockets"
+            )
             # 4 MB of records fanned out to 20 stuck readers must not be buffered without bound.
             assert rss_after - rss_before < 200 * 1024 * 1024
         finally:
