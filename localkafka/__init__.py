@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# One thread that lives as long as the interpreter starts every broker (see KafkaCluster._launch).
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localkafka-launcher")
 
 
 def _die_with_parent() -> None:
@@ -240,12 +245,13 @@ class KafkaCluster:
         node.log_path = node.data_dir.parent / "broker.log"
         log = open(node.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         conf_path = node.data_dir.parent / "server.properties"
-        node.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(conf_path), heap=self.heap),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
+        cmd = self._java("kafka.Kafka", str(conf_path), heap=self.heap)
+        # Started from the launcher thread, never from the caller's: PR_SET_PDEATHSIG fires when the
+        # *thread* that forked the broker ends, so a broker restarted from a short-lived test thread
+        # would be SIGKILLed the moment that thread returned.
+        node.process = _LAUNCHER.submit(
+            subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        ).result()
         log.close()
 
     def wait_ready(self, timeout_s: float = 60.0, nodes: list[Node] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -460,6 +461,8 @@ async def test_metrics_count_produced_records_and_bytes(client: httpx.AsyncClien
         )
         if produced >= 8 or time.monotonic() > deadline:
             break
+        # Yield to the loop: the producer's completions arrive through call_soon_threadsafe.
+        await asyncio.sleep(0.02)
     assert produced == 8
     # key "ab" (2) + value '"xxxxxxxxxx"' (12) per record, plus the async record's value "1".
     grown = metric(after, "gateway_bytes_produced_total", topic=topic) - metric(

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+from httpx_sse import connect_sse
 
 from localkafka import KafkaCluster
-from tests.helpers import GatewayProcess, read_all
+from tests.helpers import GatewayProcess, read_all, record_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -94,14 +95,21 @@ def run_with_fault(url: str, topic: str, seconds: float, fault: Callable[[], Non
     report = LoadReport()
     stop = threading.Event()
 
+    failures: list[BaseException] = []
+
     def inject() -> None:
         time.sleep(fault_after_s)
-        fault()
+        try:
+            fault()
+        except BaseException as exc:  # surfaced in the test's own thread below
+            failures.append(exc)
 
     t = threading.Thread(target=inject)
     t.start()
     asyncio.run(produce_load(url, topic, seconds, report, stop))
     t.join()
+    if failures:
+        raise failures[0]
     return report
 
 
@@ -116,15 +124,64 @@ def assert_exactly_once(report: LoadReport, found: Counter[int]) -> None:
     assert report.missing_retry_after == 0
 
 
+class SseReader(threading.Thread):
+    """Reads a topic's SSE stream in the background, collecting the ``id`` of every record's value."""
+
+    def __init__(self, url: str, topic: str, params: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.topic, self.params = url, topic, params
+        self.ids: Counter[int] = Counter()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with (
+                httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=60)) as http,
+                connect_sse(http, "GET", f"/topics/{self.topic}/events", params=self.params) as source,
+            ):
+                for event in record_events(source):
+                    assert event.event == "record", event
+                    self.ids[json.loads(event.data)["value"]["id"]] += 1
+                    if self.stop.is_set():
+                        return
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_for(self, wanted: set[int], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not wanted <= set(self.ids) and self.error is None:
+            time.sleep(0.2)
+        self.stop.set()
+
+
 def test_kill_one_of_three_brokers_under_produce_loses_nothing_acked() -> None:
     with KafkaCluster(nodes=3) as cluster:
         topic = make_topic(cluster.bootstrap_servers, partitions=3, rf=3, min_isr=2)
         env = {"GATEWAY_METADATA_REFRESH_S": "1"}
         with GatewayProcess(cluster.bootstrap_servers, env=env) as gw:
+            # Subscribers that must carry on while partition leadership moves to the survivors.
+            readers = [
+                SseReader(gw.url, topic, {"from": "earliest"}),
+                SseReader(gw.url, topic, {"from": "earliest", "group": f"g-{topic}"}),
+            ]
+            for reader in readers:
+                reader.start()
             report = run_with_fault(gw.url, topic, 14.0, lambda: cluster.stop_node(0, kill=True), 4.0)
             assert httpx.get(gw.url + "/healthz").status_code == 200
+            for reader in readers:
+                reader.wait_for(report.acked, 60.0)
         found = ids_in(cluster.bootstrap_servers, topic, len(report.acked), 3)
         assert_exactly_once(report, found)
+        for reader, mode in zip(readers, ("assign", "group"), strict=True):
+            missing = report.acked - set(reader.ids)
+            print(
+                f"SSE {mode}: received={sum(reader.ids.values())} distinct={len(reader.ids)} missing_acked={len(missing)}"
+            )
+            assert reader.error is None, f"{mode} stream failed: {reader.error!r}"
+            assert not missing, f"{mode} stream missed {len(missing)} acked records, e.g. {sorted(missing)[:5]}"
+        # A stream without a group never repeats; a group stream is at-least-once but was never rebalanced.
+        assert all(n == 1 for n in readers[0].ids.values())
 
 
 def test_single_broker_restart_under_load_recovers_without_loss() -> None:
