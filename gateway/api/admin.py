@@ -92,7 +92,8 @@ class NewTopicBody(BaseModel):
 
     name: Annotated[str, Field(pattern=TOPIC_NAME_PATTERN, examples=["orders"])]
     partitions: Annotated[int | None, Field(ge=1, le=100_000, examples=[6])] = None
-    replication_factor: Annotated[int | None, Field(ge=1, le=32767, examples=[3])] = None
+    # librdkafka's own bound for a replication factor.
+    replication_factor: Annotated[int | None, Field(ge=1, le=10_000, examples=[3])] = None
     configs: Annotated[
         dict[str, str | int | float | bool], Field(examples=[{"retention.ms": "86400000", "cleanup.policy": "delete"}])
     ] = Field(default_factory=dict)

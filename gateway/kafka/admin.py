@@ -154,6 +154,9 @@ def to_domain(exc: BaseException, *, topic: str | None = None, group: str | None
         return exc
     err = _kafka_error(exc)
     if err is None:
+        if isinstance(exc, (ValueError, TypeError)):
+            # librdkafka validates arguments client-side (e.g. a replication factor over 10000).
+            return errors.InvalidRecord(f"Kafka refused the request: {exc}.")
         if isinstance(exc, TimeoutError):
             return errors.Unavailable("Kafka did not answer the admin request in time.")
         return errors.Unavailable(f"Kafka admin request failed: {exc}.")
