@@ -230,13 +230,67 @@ def test_gateway_sigterm_under_load_keeps_every_acked_record(bootstrap: str, adm
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
     time.sleep(0.5)
     gw = GatewayProcess(bootstrap, env={"GATEWAY_SHUTDOWN_GRACE_S": "5"}).start()
+    spare = GatewayProcess(bootstrap).start()
+    # An SSE client on the gateway that is about to be stopped; it resumes on the spare by cursor.
+    first = CursorReader(gw.url, topic)
+    first.start()
     exit_code: list[int] = []
 
     def terminate() -> None:
         exit_code.append(gw.stop(signal.SIGTERM, timeout_s=30))
 
-    report = run_with_fault(gw.url, topic, 6.0, terminate, 3.0)
+    try:
+        report = run_with_fault(gw.url, topic, 6.0, terminate, 3.0)
+        first.join(30)
+        assert not first.is_alive(), "the stream did not end when its gateway shut down"
+        assert first.cursor is not None, "no event reached the first stream before shutdown"
+        second = CursorReader(spare.url, topic, first.cursor)
+        second.start()
+        second.wait_for(report.acked - set(first.ids), 60.0)
+    finally:
+        spare.stop()
     # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is a clean exit too.
     assert exit_code in ([0], [-signal.SIGTERM]), f"gateway exit code {exit_code}"
     found = ids_in(bootstrap, topic, len(report.acked), 2)
     assert_exactly_once(report, found)
+    both = first.ids + second.ids
+    print(
+        f"SSE across SIGTERM: first={sum(first.ids.values())} resumed={sum(second.ids.values())} "
+        f"goodbye={first.goodbye} repeated={sum(n - 1 for n in both.values() if n > 1)}"
+    )
+    assert first.goodbye, "the stream did not get the shutdown retry before closing"
+    assert not report.acked - set(both), "records acked during the restart are missing from the resumed stream"
+    assert all(n == 1 for n in both.values()), "the resumed stream repeated records"
+
+
+class CursorReader(SseReader):
+    """An SSE reader that keeps the last event's cursor and notices the gateway's goodbye."""
+
+    def __init__(self, url: str, topic: str, cursor: str | None = None) -> None:
+        super().__init__(url, topic, {"from": "earliest"})
+        self.cursor = cursor
+        self.goodbye = False
+
+    def run(self) -> None:
+        headers = {"Last-Event-ID": self.cursor} if self.cursor else {}
+        try:
+            with (
+                httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=60)) as http,
+                http.stream("GET", f"/topics/{self.topic}/events", params=self.params, headers=headers) as response,
+            ):
+                assert response.status_code == 200, response.status_code
+                event_id = None
+                for line in response.iter_lines():
+                    if line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: ") and event_id is not None:
+                        self.ids[json.loads(line[6:])["value"]["id"]] += 1
+                        self.cursor, event_id = event_id, None
+                    elif "shutting down" in line:
+                        self.goodbye = True
+                    if self.stop.is_set():
+                        return
+        except httpx.HTTPError:
+            pass  # the connection ends when the gateway goes away
+        except BaseException as exc:
+            self.error = exc
