@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from gateway import errors
 from gateway.kafka.metadata import MetadataCache, TopicInfo
@@ -15,7 +16,18 @@ from gateway.kafka.producer import Batch, Delivered, DeliveryHook, GatewayProduc
 from gateway.metrics import Metrics
 from gateway.records import OutRecord
 
-__all__ = ["Batch", "Delivered", "IdempotencyStore", "Outcome", "Pending", "Publisher", "delivery_metrics"]
+__all__ = [
+    "Batch",
+    "Delivered",
+    "IdempotencyStore",
+    "InOrder",
+    "Outcome",
+    "Pending",
+    "Publisher",
+    "delivery_metrics",
+]
+
+T = TypeVar("T")
 
 # One record's future outcome, for callers that produce record by record (Confluent routes).
 Pending = asyncio.Future[Delivered] | errors.GatewayError
@@ -185,3 +197,65 @@ class IdempotencyStore:
             del self._entries[key]
         if not answer.done():
             answer.set_result((status, body))
+
+
+class InOrder(Generic[T]):
+    """Streamed produce (native NDJSON, Confluent v3): batches answered in input order as they complete.
+
+    A reader task turns the request body into batches and ``add``s them, each with the caller's
+    context ``T`` (what it needs to encode the answers) and its record count; ``wait_for_room``
+    bounds the records in flight to ``window``. The writer iterates ``run(reader)``, which yields each
+    run of completed batches at the head of the line. Reading and writing run side by side, so a
+    client that waits for one answer before sending its next record is served.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._pending: deque[tuple[Batch, T, int]] = deque()
+        self._changed = asyncio.Event()  # a batch was added, or the reader ended
+        self._room = asyncio.Event()  # the writer freed room in the window
+        self._in_flight = 0
+        self._reader_done = False
+
+    def add(self, batch: Batch, context: T, records: int) -> None:
+        self._pending.append((batch, context, records))
+        self._in_flight += records
+        self._changed.set()
+
+    async def wait_for_room(self) -> None:
+        while self._in_flight >= self._window:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _read(self, reader: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await reader()
+        finally:
+            self._reader_done = True
+            self._changed.set()
+
+    async def run(self, reader: Callable[[], Awaitable[None]]) -> AsyncIterator[list[tuple[Batch, T]]]:
+        task = asyncio.create_task(self._read(reader))
+        pending = self._pending
+        try:
+            while True:
+                while not pending:
+                    if self._reader_done:
+                        return
+                    self._changed.clear()
+                    await self._changed.wait()
+                head = pending[0][0].future
+                if head is not None and not head.done():
+                    await head
+                done: list[tuple[Batch, T]] = []
+                while pending and (pending[0][0].future is None or pending[0][0].future.done()):
+                    batch, context, records = pending.popleft()
+                    self._in_flight -= records
+                    done.append((batch, context))
+                self._room.set()
+                yield done
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]

@@ -16,10 +16,8 @@ import asyncio
 import base64
 import binascii
 import codecs
-import contextlib
 import json
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -27,7 +25,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from starlette.requests import ClientDisconnect
 
 from gateway import codec, errors, records
 from gateway.api.confluent_v2 import cluster_admin
@@ -38,7 +35,7 @@ from gateway.kafka.admin import ClusterAdmin, GroupDetail, TopicDetail
 from gateway.kafka.metadata import TopicInfo
 from gateway.kafka.producer import Batch, Outcome, Prepared
 from gateway.lifespan import Runtime
-from gateway.publish import Publisher
+from gateway.publish import InOrder, Publisher
 
 router = APIRouter(prefix="/v3", tags=["confluent v3"])
 
@@ -760,18 +757,8 @@ async def _stream(
     """
     limits = rt.settings.produce
     window = limits.ndjson_window
-    pending: deque[tuple[Batch, list[dict[str, Any]]]] = deque()
-    changed = asyncio.Event()
-    room = asyncio.Event()
-    in_flight = 0
-    reader_done = False
+    stream: InOrder[list[dict[str, Any]]] = InOrder(window)
     count = 0
-
-    def add(batch: Batch, kvs: list[dict[str, Any]]) -> None:
-        nonlocal in_flight
-        pending.append((batch, kvs))
-        in_flight += len(kvs)
-        changed.set()
 
     async def submit(texts: list[str]) -> None:
         nonlocal count
@@ -789,17 +776,14 @@ async def _stream(
                     rec, kv = records.PLACEHOLDER, {}
                 prepared.append(rec)
                 kvs.append(kv)
-            while in_flight >= window:
-                room.clear()
-                await room.wait()
+            await stream.wait_for_room()
             try:
                 batch = rt.publisher.submit(info, prepared, failed=failed)
             except errors.GatewayError as exc:  # 429/503 before anything of this group was produced
                 batch = Batch(info.name, [exc] * len(prepared), None)
-            add(batch, kvs)
+            stream.add(batch, kvs, len(kvs))
 
     async def reader() -> None:
-        nonlocal reader_done
         splitter = ConcatenatedJson(max_value)
         try:
             async for chunk in request.stream():
@@ -812,31 +796,11 @@ async def _stream(
             if error is not None:
                 raise error
         except errors.GatewayError as exc:  # a malformed stream: report it, then end
-            add(Batch(info.name, [exc], None), [{}])
-        finally:
-            reader_done = True
-            changed.set()
+            stream.add(Batch(info.name, [exc], None), [{}], 1)
 
-    task = asyncio.create_task(reader())
-    try:
-        while True:
-            while not pending:
-                if reader_done:
-                    return
-                changed.clear()
-                await changed.wait()
-            head = pending[0][0]
-            if head.future is not None and not head.future.done():
-                await head.future
-            out = []
-            while pending and (pending[0][0].future is None or pending[0][0].future.done()):
-                batch, kvs = pending.popleft()
-                in_flight -= len(kvs)
-                for o, kv in zip(batch.outcomes(), kvs, strict=True):
-                    out.append(_encode(_report(cluster_id, info.name, o, kv)) + b"\n")
-            room.set()
-            yield b"".join(out)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ClientDisconnect):
-            await task
+    async for done in stream.run(reader):
+        out = []
+        for batch, kvs in done:
+            for o, kv in zip(batch.outcomes(), kvs, strict=True):
+                out.append(_encode(_report(cluster_id, info.name, o, kv)) + b"\n")
+        yield b"".join(out)

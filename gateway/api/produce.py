@@ -8,8 +8,6 @@ msgspec types as well (``records.ProduceBody``), so the documentation names the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +22,7 @@ from gateway.api.errors import error_body, error_response, retry_headers, status
 from gateway.kafka.metadata import TopicInfo
 from gateway.kafka.producer import Batch, Delivered, Outcome
 from gateway.lifespan import Runtime
-from gateway.publish import Publisher
+from gateway.publish import InOrder, Publisher
 
 router = APIRouter(tags=["produce"])
 
@@ -460,20 +458,9 @@ async def _ndjson(request: Request, rt: Runtime, info: TopicInfo, formats: recor
     window = limits.ndjson_window
     # A line longer than a record could ever be is refused before it is buffered whole.
     max_line = limits.max_record_bytes * 2 + 65536
-    pending: deque[tuple[Batch, int]] = deque()  # batches in input order, with records in flight
-    changed = asyncio.Event()  # the reader added a batch or ended
-    room = asyncio.Event()  # the writer freed room in the window
-    in_flight = 0
-    reader_done = False
-
-    def add(batch: Batch, n: int) -> None:
-        nonlocal in_flight
-        pending.append((batch, n))
-        in_flight += n
-        changed.set()
+    stream: InOrder[None] = InOrder(window)
 
     async def reader() -> None:
-        nonlocal reader_done
         lineno = 0
         try:
             async for lines in _line_groups(request, max_line, window):
@@ -492,42 +479,18 @@ async def _ndjson(request: Request, rt: Runtime, info: TopicInfo, formats: recor
                         prepared.append(records.PLACEHOLDER)
                 if not prepared:
                     continue
-                while in_flight >= window:
-                    room.clear()
-                    await room.wait()
+                await stream.wait_for_room()
                 try:
                     batch = rt.publisher.submit(info, prepared, failed=failed)
                 except errors.GatewayError as exc:  # 429/503 before anything of this group was produced
                     batch = _failed(info.name, [exc] * len(prepared))
-                add(batch, len(prepared))
+                stream.add(batch, None, len(prepared))
         except errors.GatewayError as exc:  # a line over the limit: say so, then end the stream
-            add(_failed(info.name, [exc]), 0)
-        finally:
-            reader_done = True
-            changed.set()
+            stream.add(_failed(info.name, [exc]), None, 0)
 
-    task = asyncio.create_task(reader())
-    try:
-        while True:
-            while not pending:
-                if reader_done:
-                    return
-                changed.clear()
-                await changed.wait()
-            head = pending[0][0]
-            if head.future is not None and not head.future.done():
-                await head.future
-            out = []
-            while pending and (pending[0][0].future is None or pending[0][0].future.done()):
-                batch, n = pending.popleft()
-                in_flight -= n
-                results = batch.outcomes()
-                out.append(_encode_lines([_result(o) for o in results] if batch.failed or batch.refused else results))
-            room.set()
-            yield b"".join(out)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ClientDisconnect):
-            await task
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    async for done in stream.run(reader):
+        out = []
+        for batch, _ in done:
+            results = batch.outcomes()
+            out.append(_encode_lines([_result(o) for o in results] if batch.failed or batch.refused else results))
+        yield b"".join(out)
