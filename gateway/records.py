@@ -295,3 +295,13 @@ def prepare_one(
     if size > max_record_bytes:
         raise errors.PayloadTooLarge(f"{where}: {size} bytes is over the limit of {max_record_bytes} bytes per record.")
     return OutRecord(key, value, headers, rec.partition, timestamp, size)
+
+
+def decode_request(body: bytes, kind: type[Any]) -> Any:
+    """A control request body (consumer instances, topic creation, ...) as ``kind``: 400 or 422 otherwise."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidRecord(f"Invalid request: {str(exc).replace('`$.', '`')}.") from None
+    except msgspec.DecodeError as exc:
+        raise errors.BadRequest(f"Malformed JSON: {exc}.") from None

@@ -155,15 +155,6 @@ class SubscriptionBody(msgspec.Struct):
     topic_pattern: str | None = None
 
 
-def _decode(body: bytes, kind: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise errors.InvalidRecord(f"Invalid request: {str(exc).replace('`$.', '`')}.") from None
-    except msgspec.DecodeError as exc:
-        raise errors.BadRequest(f"Malformed JSON: {exc}.") from None
-
-
 async def _body(request: Request, limit: int) -> bytes:
     media = _media(request.headers.get("content-type"))
     if media not in _GENERIC_CONTENT:
@@ -283,7 +274,7 @@ async def _produce(request: Request, rt: Runtime, topic: str, partition: int | N
     body = await request.body()
     if len(body) > limits.max_body_bytes:
         raise errors.PayloadTooLarge(f"Body is over the limit of {limits.max_body_bytes} bytes.")
-    parsed = _decode(body, BinaryProduceBody if formats.value == "binary" else JsonProduceBody)
+    parsed = records.decode_request(body, BinaryProduceBody if formats.value == "binary" else JsonProduceBody)
     if not parsed.records:
         raise errors.InvalidRecord("records may not be empty.")
     if len(parsed.records) > limits.max_batch_records:
@@ -454,7 +445,7 @@ def base_uri(request: Request, rt: Runtime, group: str, name: str) -> str:
 async def create_consumer(request: Request, rt: RuntimeDep, group: Group) -> Response:
     negotiate(request.headers.get("accept"), _GENERIC_ACCEPTS, V2)
     raw = await _body(request, MAX_CONTROL_BODY)
-    body: dict[str, Any] = _decode(raw, dict[str, Any]) if raw.strip() else {}
+    body: dict[str, Any] = records.decode_request(raw, dict[str, Any]) if raw.strip() else {}
     instance = await rt.consumers.create(group, body)
     return _v2_response(
         request, {"instance_id": instance.name, "base_uri": base_uri(request, rt, group, instance.name)}
@@ -488,7 +479,7 @@ async def delete_consumer(request: Request, rt: RuntimeDep, group: Group, instan
 )
 async def subscribe(request: Request, rt: RuntimeDep, group: Group, instance: Instance) -> Response:
     inst = _instance(rt, group, instance)
-    body: SubscriptionBody = _decode(await _body(request, MAX_CONTROL_BODY), SubscriptionBody)
+    body: SubscriptionBody = records.decode_request(await _body(request, MAX_CONTROL_BODY), SubscriptionBody)
     await inst.subscribe(body.topics, body.topic_pattern)
     return _no_content(request)
 
@@ -527,7 +518,7 @@ _PARTITIONS_EXAMPLE = {"partitions": [{"topic": "test", "partition": 0}, {"topic
 )
 async def assign(request: Request, rt: RuntimeDep, group: Group, instance: Instance) -> Response:
     inst = _instance(rt, group, instance)
-    body: PartitionsBody = _decode(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
+    body: PartitionsBody = records.decode_request(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
     await inst.assign([(p.topic, p.partition) for p in body.partitions])
     return _no_content(request)
 
@@ -558,7 +549,7 @@ _SEEK_ERRORS = _errs(
 )
 async def seek(request: Request, rt: RuntimeDep, group: Group, instance: Instance) -> Response:
     inst = _instance(rt, group, instance)
-    body: OffsetsBody = _decode(await _body(request, MAX_CONTROL_BODY), OffsetsBody)
+    body: OffsetsBody = records.decode_request(await _body(request, MAX_CONTROL_BODY), OffsetsBody)
     if any(o.offset < 0 for o in body.offsets):
         raise errors.InvalidRecord("Offsets must be 0 or more.")
     await inst.seek((o.topic, o.partition, o.offset) for o in body.offsets)
@@ -574,7 +565,7 @@ async def seek(request: Request, rt: RuntimeDep, group: Group, instance: Instanc
 )
 async def seek_beginning(request: Request, rt: RuntimeDep, group: Group, instance: Instance) -> Response:
     inst = _instance(rt, group, instance)
-    body: PartitionsBody = _decode(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
+    body: PartitionsBody = records.decode_request(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
     await inst.seek_to([(p.topic, p.partition) for p in body.partitions], end=False)
     return _no_content(request)
 
@@ -588,7 +579,7 @@ async def seek_beginning(request: Request, rt: RuntimeDep, group: Group, instanc
 )
 async def seek_end(request: Request, rt: RuntimeDep, group: Group, instance: Instance) -> Response:
     inst = _instance(rt, group, instance)
-    body: PartitionsBody = _decode(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
+    body: PartitionsBody = records.decode_request(await _body(request, MAX_CONTROL_BODY), PartitionsBody)
     await inst.seek_to([(p.topic, p.partition) for p in body.partitions], end=True)
     return _no_content(request)
 
@@ -610,7 +601,7 @@ async def commit(request: Request, rt: RuntimeDep, group: Group, instance: Insta
     inst = _instance(rt, group, instance)
     raw = await _body(request, MAX_CONTROL_BODY)
     if raw.strip():
-        body: OffsetsBody = _decode(raw, OffsetsBody)
+        body: OffsetsBody = records.decode_request(raw, OffsetsBody)
         await inst.commit([(o.topic, o.partition, o.offset, o.metadata) for o in body.offsets])
     else:
         await inst.commit(None)
@@ -636,7 +627,7 @@ async def committed(request: Request, rt: RuntimeDep, group: Group, instance: In
     raw = await _body(request, MAX_CONTROL_BODY)
     wanted = None
     if raw.strip():
-        body: PartitionsBody = _decode(raw, PartitionsBody)
+        body: PartitionsBody = records.decode_request(raw, PartitionsBody)
         wanted = [(p.topic, p.partition) for p in body.partitions]
     found = await inst.committed(wanted)
     return _v2_response(

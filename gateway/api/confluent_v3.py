@@ -252,15 +252,6 @@ class CreateTopicBody(msgspec.Struct, forbid_unknown_fields=True):
     validate_only: bool = False
 
 
-def _decode(body: bytes, kind: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise errors.InvalidRecord(f"Invalid request: {str(exc).replace('`$.', '`')}.") from None
-    except msgspec.DecodeError as exc:
-        raise errors.BadRequest(f"Malformed JSON: {exc}.") from None
-
-
 async def _settle(rt: Runtime, name: str, present: bool) -> None:
     """Wait (bounded) until the metadata cache agrees, so the very next request sees the change."""
     deadline = time.monotonic() + METADATA_SETTLE_S
@@ -303,7 +294,7 @@ async def _settle(rt: Runtime, name: str, present: bool) -> None:
 )
 async def create_topic(request: Request, rt: RuntimeDep, cluster_id: ClusterId) -> Response:
     links = await _links(request, rt, cluster_id)
-    body: CreateTopicBody = _decode(await request.body(), CreateTopicBody)
+    body: CreateTopicBody = records.decode_request(await request.body(), CreateTopicBody)
     name = body.topic_name
     if not name or len(name) > 249 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
         raise errors.InvalidRecord(f"Invalid topic name '{name}': 1 to 249 of a-z, A-Z, 0-9, '.', '_', '-'.")
