@@ -97,7 +97,6 @@ class Runtime:
     consumers: ConsumerRegistry
     hub: StreamHub
     draining: bool = False
-    open_streams: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # Stateless reads (API.md §2.2); set by ``runtime`` right after construction.
     reads: ReaderPool = field(init=False)
