@@ -14,7 +14,6 @@ from gateway import errors
 from gateway.kafka.metadata import MetadataCache, TopicInfo
 from gateway.kafka.producer import Batch, Delivered, DeliveryHook, GatewayProducer, Outcome, Prepared
 from gateway.metrics import Metrics
-from gateway.records import OutRecord
 
 __all__ = [
     "Batch",
@@ -22,15 +21,11 @@ __all__ = [
     "IdempotencyStore",
     "InOrder",
     "Outcome",
-    "Pending",
     "Publisher",
     "delivery_metrics",
 ]
 
 T = TypeVar("T")
-
-# One record's future outcome, for callers that produce record by record (Confluent routes).
-Pending = asyncio.Future[Delivered] | errors.GatewayError
 
 
 def delivery_metrics(metrics: Metrics) -> DeliveryHook:
@@ -70,9 +65,6 @@ class Publisher:
         are produced. ``failed`` pre-fills results for records that already failed validation
         (NDJSON lines), so their position in the output is kept.
         """
-        if records and isinstance(records[0], OutRecord):
-            # Transitional: record-by-record callers (Confluent v3) get one future per record.
-            return self._submit_each(topic, records)
         self.producer.reserve(len(records), sum(r[5] for r in records))
         results: list[Outcome | None] = [None] * len(records)
         for i, err in failed:
@@ -84,62 +76,11 @@ class Publisher:
         return self.producer.produce_batch(topic.name, records, results, wait=wait)
 
     @staticmethod
-    async def outcomes(batch: Batch | Sequence[Pending]) -> list[Outcome]:
+    async def outcomes(batch: Batch) -> list[Outcome]:
         """Wait for every delivery report; each record's own success or error, in input order."""
-        if not isinstance(batch, Batch):
-            return await Publisher._outcomes_each(batch)
         if batch.future is not None:
             await batch.future
         return batch.outcomes()
-
-    # -- record by record (transitional, Confluent v3) ----------------------------------------
-
-    def _submit_each(self, topic: TopicInfo, records: Sequence[OutRecord]) -> list[Pending]:
-        """Like ``submit``, with one future (or error) per record."""
-        batch = self.submit(topic, [r.prepared() for r in records])
-        loop = asyncio.get_running_loop()
-        pending: list[Pending] = []
-        futures: list[tuple[int, asyncio.Future[Delivered]]] = []
-        refused = set(batch.refused)
-        for i in range(len(records)):
-            if i in refused:
-                pending.append(batch.results[i])  # type: ignore[arg-type]
-            else:
-                fut: asyncio.Future[Delivered] = loop.create_future()
-                futures.append((i, fut))
-                pending.append(fut)
-
-        def fan_out(done: asyncio.Future[None]) -> None:
-            for i, fut in futures:
-                if fut.done():
-                    continue
-                if done.cancelled():  # the caller went away before the reports arrived
-                    fut.cancel()
-                    continue
-                out = batch.results[i]
-                if isinstance(out, errors.GatewayError):
-                    fut.set_exception(out)
-                else:
-                    fut.set_result(out)  # type: ignore[arg-type]
-
-        if futures and batch.future is not None:
-            batch.future.add_done_callback(fan_out)
-        return pending
-
-    @staticmethod
-    async def _outcomes_each(pending: Sequence[Pending]) -> list[Outcome]:
-        """Each ``_submit_each``ed record's own success or error, in input order."""
-        futures = [p for p in pending if isinstance(p, asyncio.Future)]
-        if futures:
-            await asyncio.wait(futures)
-        out: list[Outcome] = []
-        for p in pending:
-            if isinstance(p, errors.GatewayError):
-                out.append(p)
-            else:
-                exc = p.exception()
-                out.append(p.result() if exc is None else exc)  # type: ignore[arg-type]
-        return out
 
 
 @dataclass

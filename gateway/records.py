@@ -25,15 +25,12 @@ from gateway.kafka.producer import Prepared
 __all__ = [
     "PLACEHOLDER",
     "Formats",
-    "OutRecord",
     "Prepared",
     "ProduceBody",
     "Record",
-    "RecordIn",
     "parse_body",
     "parse_line",
     "prepare",
-    "prepare_one",
 ]
 
 NULL = Raw(b"null")
@@ -214,7 +211,7 @@ def prepare(
                     key,
                     headers,
                     -1 if partition is None else partition,
-                    0 if timestamp is None else _timestamp(timestamp),
+                    0 if timestamp is None else timestamp_ms(timestamp),
                     size,
                 )
             )
@@ -225,76 +222,12 @@ def prepare(
     return out
 
 
-def _timestamp(value: int | str) -> int:
+def timestamp_ms(value: int | str) -> int:
+    """A record timestamp (epoch ms or RFC 3339) in the range Kafka and librdkafka accept."""
     ms = codec.parse_timestamp(value)
     if not 0 < ms <= MAX_TIMESTAMP_MS:
         raise errors.InvalidRecord(f"timestamp must be epoch milliseconds from 1 to {MAX_TIMESTAMP_MS}; got {ms}.")
     return ms
-
-
-# -- one record at a time, for the Confluent-compatible routes ----------------------------------------
-
-
-class RecordIn(msgspec.Struct, forbid_unknown_fields=True):
-    """One record with its key and value as raw JSON (any format); used by the Confluent v2 routes."""
-
-    value: Raw | UnsetType = UNSET
-    key: Raw | UnsetType = UNSET
-    headers: dict[str, str] | None = None
-    partition: int | None = None
-    timestamp: int | str | None = None
-
-
-@dataclass(slots=True)
-class OutRecord:
-    """One validated record (see ``Prepared`` for the hot-path tuple the native route uses)."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None
-    partition: int | None
-    timestamp: int | None
-    size: int
-
-    def prepared(self) -> Prepared:
-        partition = -1 if self.partition is None else self.partition
-        return (self.value, self.key, self.headers, partition, self.timestamp or 0, self.size)
-
-    def __getitem__(self, i: int) -> Any:
-        # Read like a ``Prepared`` tuple, so code that sums sizes (r[5]) works on either.
-        return self.prepared()[i]
-
-
-def prepare_one(
-    rec: RecordIn,
-    formats: Formats,
-    max_record_bytes: int,
-    extra_headers: list[tuple[str, bytes]] | None = None,
-    where: str = "record",
-) -> OutRecord:
-    """Validate one ``RecordIn`` and encode it to Kafka bytes; errors name ``where``."""
-    try:
-        if rec.value is UNSET:
-            raise errors.InvalidRecord("'value' is required (use null for a tombstone).")
-        value = codec.encode(rec.value, formats.value, "value")
-        key = None if rec.key is UNSET else codec.encode(rec.key, formats.key, "key")
-        headers: list[tuple[str, bytes]] | None = None
-        size = (len(value) if value else 0) + (len(key) if key else 0)
-        if rec.headers:
-            headers = [(name, text.encode()) for name, text in rec.headers.items()]
-            size += sum(len(n) + len(v) for n, v in headers)
-        if extra_headers:
-            headers = (headers or []) + extra_headers
-        if rec.partition is not None and rec.partition < 0:
-            raise errors.InvalidRecord("'partition' must be 0 or more.")
-        timestamp = None if rec.timestamp is None else _timestamp(rec.timestamp)
-    except errors.GatewayError as exc:
-        exc.message = f"{where}: {exc.message}"
-        exc.args = (exc.message,)
-        raise
-    if size > max_record_bytes:
-        raise errors.PayloadTooLarge(f"{where}: {size} bytes is over the limit of {max_record_bytes} bytes per record.")
-    return OutRecord(key, value, headers, rec.partition, timestamp, size)
 
 
 def decode_request(body: bytes, kind: type[Any]) -> Any:

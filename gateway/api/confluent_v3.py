@@ -574,7 +574,7 @@ def _prepare(rec: RecordV3, max_record_bytes: int, where: str) -> tuple[Prepared
                     raise errors.InvalidRecord(f"header '{h.name}': value is not valid base64.") from None
         if rec.partition_id is not None and rec.partition_id < 0:
             raise errors.InvalidRecord("'partition_id' must be 0 or more.")
-        ts = 0 if rec.timestamp is None else codec.parse_timestamp(rec.timestamp)
+        ts = 0 if rec.timestamp is None else records.timestamp_ms(rec.timestamp)
         if rec.timestamp is not None and not 0 < ts <= records.MAX_TIMESTAMP_MS:
             raise errors.InvalidRecord(f"timestamp must be from epoch ms 1 to {records.MAX_TIMESTAMP_MS}.")
     except errors.GatewayError as exc:
