@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from gateway import __version__, observability
+from gateway import __version__, observability, tracing
 from gateway.api import admin as admin_api
 from gateway.api import confluent_v2, confluent_v3, consume, errors, health, produce, reads, security
 from gateway.lifespan import lifespan_for
@@ -31,13 +31,17 @@ ERROR_SCHEMA: dict[str, Any] = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
+    tracer = tracing.Tracing(settings.tracing) if settings.tracing.enabled else None
     app = FastAPI(
         title="Kafka HTTP gateway",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan_for(settings, metrics),
+        lifespan=lifespan_for(settings, metrics, tracer),
         # Backstop of gateway/api/security.py: no handler runs for a request its middleware did not pass.
         dependencies=[Depends(security.vetted)],
+        # With the gateway's tracing on, FastAPI's own request spans (made when some library sets a global
+        # provider) would duplicate its SERVER span and record the raw query, access_token included.
+        telemetry={"tracing": False} if tracer is not None else None,
     )
     app.state.metrics = metrics
     errors.install(app)
@@ -51,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Security first, so observability ends up outermost and logs refusals too.
     security.install(app, settings, metrics)
     observability.install(app, settings, metrics)
+    if tracer is not None:  # outermost: its span covers everything the gateway does with the request
+        tracing.install(app, tracer)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -31,6 +31,7 @@ from gateway.observability import track_group_lag, with_stats
 from gateway.publish import IdempotencyStore, Publisher, delivery_metrics
 from gateway.quotas import MeteredPublisher
 from gateway.settings import Settings
+from gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,14 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
+async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> AsyncIterator[Runtime]:
     async with contextlib.AsyncExitStack() as stack:
         executor = ThreadPoolExecutor(max_workers=settings.kafka_threads, thread_name_prefix="kafka")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        if tracing is not None:
+            tracing.start()
+            # Closed after the producer, so the spans its last delivery reports end are exported too.
+            stack.push_async_callback(tracing.aclose)
 
         loop = asyncio.get_running_loop()
         admin = await loop.run_in_executor(executor, lambda: AdminClient(settings.kafka_common()))
@@ -136,8 +141,9 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
             admin=admin,
             metadata=metadata,
             producer=producer,
-            # Charges per-principal produce quotas (gateway/quotas.py) on every produce path.
-            publisher=MeteredPublisher(producer, metadata),
+            # Charges per-principal produce quotas (gateway/quotas.py) on every produce path; with tracing
+            # on, also makes a span per batch and writes trace headers into its records (gateway/tracing.py).
+            publisher=(MeteredPublisher if tracing is None else tracing.publisher)(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),
@@ -181,10 +187,10 @@ async def runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime
         rt.draining = True
 
 
-def lifespan_for(settings: Settings, metrics: Metrics) -> Any:
+def lifespan_for(settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime(settings, metrics) as rt:
+        async with runtime(settings, metrics, tracing) as rt:
             app.state.runtime = rt
             yield
 

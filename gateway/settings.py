@@ -146,6 +146,46 @@ class QuotaSettings(BaseModel):
     max_principals: Annotated[int, Field(gt=0)] = 100_000
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans and W3C trace context in records (gateway/tracing.py; the ``tracing`` extra).
+
+    Unset fields defer to the standard variables the OpenTelemetry SDK reads (``OTEL_SERVICE_NAME``,
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``, ...).
+    """
+
+    enabled: bool = False
+    # none: spans are made and trace context goes into records, but nothing is exported.
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    # OTLP/HTTP (protobuf) URL; a bare "http://collector:4318" gets "/v1/traces" appended.
+    otlp_endpoint: str | None = None
+    # Default: OTEL_SERVICE_NAME, else "kafka-http-gateway".
+    service_name: str | None = None
+    # Share of new traces kept; a request with a traceparent follows its caller's decision (parent-based).
+    sample_ratio: Annotated[float | None, Field(ge=0, le=1)] = None
+    # At shutdown, queued spans are exported within this long, then dropped.
+    shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _installed(self) -> TracingSettings:
+        if self.enabled:
+            import importlib.util
+
+            needed = ["opentelemetry.sdk.trace"]
+            if self.exporter == "otlp":
+                needed.append("opentelemetry.exporter.otlp.proto.http")
+            for name in needed:
+                try:
+                    found = importlib.util.find_spec(name) is not None
+                except (ImportError, ValueError):
+                    found = False
+                if not found:
+                    raise ValueError(
+                        "tracing is enabled but OpenTelemetry is not installed: "
+                        "pip install 'kafka-http-gateway[tracing]' (or set GATEWAY_TRACING__ENABLED=false)"
+                    )
+        return self
+
+
 # librdkafka properties that may be read from a file: GATEWAY_KAFKA__SASL_PASSWORD_FILE=/run/secrets/pw.
 KAFKA_SECRET_PROPERTIES = frozenset(
     {
@@ -222,6 +262,7 @@ class Settings(BaseSettings):
 
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     # Browser origins allowed by CORS: a JSON list or comma-separated ("*" allows any; empty: no CORS).
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
