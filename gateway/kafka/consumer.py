@@ -3,6 +3,9 @@
 Construction, ``consume``, offset look-ups and ``close`` all block in librdkafka; each runs on the
 gateway's dedicated Kafka executor, never on the event loop or asyncio's default executor. Calls on
 one consumer are serialised by a lock, so ``close`` never races a ``consume`` still in a thread.
+
+A consumer whose call failed is marked ``broken``; a pool (``gateway.kafka.pool``) closes such a
+consumer instead of lending it again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ T = TypeVar("T")
 EARLIEST = OFFSET_BEGINNING
 LATEST = OFFSET_END
 OFFSETS_TIMEOUT_S = 5.0
+# Messages taken per call while emptying a consumer's queue after unassign, and the most calls made:
+# a drain never loops without end behind a fetch that keeps delivering.
+DRAIN_BATCH = 1000
+DRAIN_MAX_CALLS = 100
 
 
 class AsyncConsumer:
@@ -34,6 +41,8 @@ class AsyncConsumer:
         self._executor = executor
         self._lock = asyncio.Lock()
         self._closed = False
+        # Set when a call failed (or its user saw a fatal error): not to be reused, only closed.
+        self.broken = False
 
     @classmethod
     async def create(cls, conf: dict[str, Any], executor: Executor) -> AsyncConsumer:
@@ -48,6 +57,9 @@ class AsyncConsumer:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
             try:
                 return await asyncio.shield(fut)
+            except Exception:
+                self.broken = True
+                raise
             except asyncio.CancelledError:
                 # A thread cannot be interrupted: keep the lock until the call returns (bounded by its
                 # own timeout), so a close() after a cancelled stream never overlaps a consume().
@@ -60,6 +72,16 @@ class AsyncConsumer:
 
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
         await self._call(self._consumer.assign, list(partitions))
+
+    async def reset(self) -> int:
+        """Unassign everything and empty the queue, so the next user sees nothing of the last one.
+
+        librdkafka discards what the old assignment fetched (queued or still in flight) by its
+        partition's op version, and ``consume`` skips such outdated messages; the drain also takes
+        away errors and events queued for the old partitions. Returns how many were still delivered
+        after unassign (records only; expected 0).
+        """
+        return await self._call(_unassign_and_drain, self._consumer)
 
     async def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         await self._call(lambda: self._consumer.subscribe(topics, **callbacks))
@@ -116,6 +138,18 @@ def _consume_ready(consumer: Consumer, max_records: int, timeout_s: float) -> li
     if max_records <= 1:
         return [first]
     return [first, *consumer.consume(max_records - 1, 0)]
+
+
+def _unassign_and_drain(consumer: Consumer) -> int:
+    consumer.unassign()
+    records = 0
+    for _ in range(DRAIN_MAX_CALLS):
+        got = consumer.consume(DRAIN_BATCH, 0)
+        if not got:
+            break
+        # Error events (a broker connection lost, ...) are harmless to drop; records are counted.
+        records += sum(1 for m in got if m.error() is None)
+    return records
 
 
 async def _wait_uncancelled(fut: asyncio.Future[Any]) -> None:
