@@ -24,6 +24,7 @@ from gateway.consumers import ConsumerRegistry
 from gateway.hub import StreamHub
 from gateway.kafka.admin import ClusterAdmin
 from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.pool import ConsumerPool
 from gateway.kafka.producer import GatewayProducer
 from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
@@ -101,6 +102,8 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # Stateless reads (API.md §2.2); set by ``runtime`` right after construction.
     reads: ReaderPool = field(init=False)
+    # Connected consumers lent to assign-mode SSE streams; set by ``runtime`` right after construction.
+    pool: ConsumerPool = field(init=False)
 
     def not_ready_reason(self) -> str | None:
         if self.draining:
@@ -149,6 +152,17 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),
             hub=StreamHub(settings.sse, consumer_config(settings), executor, metrics),
         )
+        rt.pool = ConsumerPool(
+            consumer_config(settings),
+            executor,
+            max_idle=settings.sse.pool_max_idle,
+            warm=settings.sse.pool_warm,
+            idle_s=settings.sse.pool_idle_s,
+            metrics=metrics,
+        )
+        rt.pool.start()
+        # Closed after the hub has begun draining streams; consumers still lent are closed as they come back.
+        stack.push_async_callback(rt.pool.close)
         stack.push_async_callback(rt.hub.close)
         # Confluent v2 consumer instances close before the producer and the executor they use.
         stack.push_async_callback(rt.consumers.close)

@@ -60,6 +60,15 @@ class Metrics:
         self.sse_shared_consumers = Gauge(
             "gateway_sse_shared_consumers", "Kafka consumers serving fan-out subscribers", registry=r
         )
+        # The pool of assign-mode consumers (gateway/kafka/pool.py).
+        self.sse_pool_consumers = Gauge(
+            "gateway_sse_pool_consumers", "Pooled assign-mode consumers: idle or leased to a stream",
+            ["state"], registry=r,
+        )  # fmt: skip
+        self.sse_pool_acquired = Counter(
+            "gateway_sse_pool_acquired", "Assign-mode consumers lent to streams: pooled (reused or warm) or new",
+            ["source"], registry=r,
+        )  # fmt: skip
         # Security (gateway/api/security.py, gateway/quotas.py); principal labels are capped in number.
         self.auth_failures = Counter(
             "gateway_auth_failures", "Requests refused by authentication (401) or authorization (403)",

@@ -56,6 +56,16 @@ class SseSettings(BaseModel):
     poll_timeout_s: Annotated[float, Field(gt=0)] = 0.2
     # Connected assign-mode consumers kept ready, so a new stream's first event skips the broker handshake.
     warm_consumers: Annotated[int, Field(ge=0, le=64)] = 2
+    # Assign-mode streams (from earliest, a time or a cursor) borrow connected consumers from a pool
+    # (gateway/kafka/pool.py) and give them back unassigned: at most this many are kept idle ...
+    pool_max_idle: Annotated[int, Field(ge=0, le=256)] = 8
+    # ... this many of them connected in advance (at most pool_max_idle) ...
+    pool_warm: Annotated[int, Field(ge=0, le=64)] = 2
+    # ... and one unused this long is closed (below the brokers' 10-minute idle-connection limit).
+    pool_idle_s: Annotated[float, Field(gt=0)] = 120.0
+    # A stream's first poll takes at most this many records, so its first event is not held back
+    # while a whole batch is encoded.
+    first_batch_records: Annotated[int, Field(gt=0)] = 32
 
 
 class ReadSettings(BaseModel):

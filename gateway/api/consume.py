@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
@@ -204,13 +205,9 @@ async def events(
             await member.join()
             body = _group_stream(rt, member)
         else:
-            # The new consumer connects while the warm admin client resolves the start positions.
-            create = asyncio.ensure_future(hub.consumer())
-            try:
-                positions = await streams.start_positions(Offsets(rt.admin), spec)
-            finally:
-                consumer = await asyncio.shield(create)
-                closers.append(consumer.close)
+            # A connected consumer from the pool; it goes back, unassigned, when the stream ends.
+            consumer, positions = await streams.open_assigned(rt.pool, Offsets(rt.admin), spec)
+            closers.append(functools.partial(rt.pool.release, consumer))
             body = _assigned_stream(rt, consumer, spec, positions)
     except BaseException:
         await asyncio.shield(cleanup())
@@ -274,7 +271,9 @@ async def _assigned_stream(
     rt: Runtime, consumer: AsyncConsumer, spec: streams.StreamSpec, positions: dict[int, int]
 ) -> AsyncGenerator[bytes, None]:
     cfg = rt.settings.sse
-    frames = streams.assigned_frames(consumer, spec, positions, cfg.batch_max_records, cfg.poll_timeout_s)
+    frames = streams.assigned_frames(
+        consumer, spec, positions, cfg.batch_max_records, cfg.poll_timeout_s, cfg.first_batch_records
+    )
     async with contextlib.aclosing(frames):
         async for chunk, events in frames:
             if chunk:
