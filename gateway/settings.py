@@ -174,6 +174,8 @@ class TracingSettings(BaseModel):
     sample_ratio: Annotated[float | None, Field(ge=0, le=1)] = None
     # At shutdown, queued spans are exported within this long, then dropped.
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Request paths never traced (exact match; a JSON list): probes and scrapes would drown the real traffic.
+    exclude_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz", "/metrics"])
 
     @model_validator(mode="after")
     def _installed(self) -> TracingSettings:

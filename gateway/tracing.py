@@ -197,10 +197,11 @@ class TracingMiddleware:
     def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
         self.app = app
         self.tracing = tracing
+        self.excluded = frozenset(tracing.settings.exclude_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = self.tracing.tracer
-        if tracer is None or scope["type"] != "http":
+        if tracer is None or scope["type"] != "http" or scope["path"] in self.excluded:
             await self.app(scope, receive, send)
             return
         otel = self.tracing.otel
