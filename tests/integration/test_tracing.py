@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +59,7 @@ def _value(v: AnyValue) -> Any:
 class Receiver:
     """A minimal OTLP/HTTP (protobuf) traces endpoint: keeps every span it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         spans: list[Span] = []
         self.spans = spans
         self.requests = 0
@@ -66,6 +67,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay_s)  # a collector that hangs
                 req = ExportTraceServiceRequest.FromString(body)
                 for rs in req.resource_spans:
                     resource = {a.key: _value(a.value) for a in rs.resource.attributes}
@@ -351,3 +353,23 @@ def test_without_the_extra_the_gateway_runs_and_enabling_tracing_fails_in_one_li
     assert len(lines) == 1, lines
     assert lines[0].startswith("kafka-gateway: configuration error: GATEWAY_TRACING")
     assert "pip install 'kafka-http-gateway[tracing]'" in lines[0]
+
+
+def test_shutdown_waits_for_a_hanging_collector_only_as_long_as_configured(bootstrap: str, topic: str) -> None:
+    hanging = Receiver(delay_s=60)
+    env = {
+        "GATEWAY_TRACING__ENABLED": "true",
+        "GATEWAY_TRACING__OTLP_ENDPOINT": hanging.base_url,
+        "GATEWAY_TRACING__SHUTDOWN_TIMEOUT_S": "1",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "60",
+        "GATEWAY_SHUTDOWN_GRACE_S": "1",
+    }
+    try:
+        gw = GatewayProcess(bootstrap, env=env).start()
+        r = httpx.post(f"{gw.url}/topics/{topic}/records", json={"value": 1}, timeout=10)
+        assert r.status_code == 200, r.text
+        # GatewayProcess.stop kills the process (-9) if SIGTERM has not ended it within its timeout.
+        assert gw.stop(timeout_s=20) in (0, -15)
+    finally:
+        hanging.close()
+    assert len(read_all(bootstrap, topic, 1)) == 1
