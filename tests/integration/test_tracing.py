@@ -85,7 +85,7 @@ class Receiver:
                                     resource,
                                 )
                             )
-                receiver.requests += 1
+                owner.requests += 1
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
@@ -96,7 +96,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        receiver = self
+        owner = self
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -126,7 +126,13 @@ def tracing_on(receiver: Receiver, **more: object) -> dict[str, object]:
 
 
 def headers_of(msg: Message) -> list[tuple[str, bytes]]:
-    return list(msg.headers() or [])
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v) for k, v in pairs if isinstance(v, bytes)]
+
+
+def by_offset(msgs: list[Message]) -> list[Message]:
+    return sorted(msgs, key=lambda m: m.offset() or 0)
 
 
 def traceparent(msg: Message) -> str:
@@ -158,7 +164,7 @@ async def test_produce_writes_its_span_context_into_each_record_and_exports_pare
         request_id = r.headers["x-request-id"]
     # Leaving the client ran the lifespan's shutdown, which flushes the span processor.
 
-    msgs = sorted(read_all(bootstrap, topic, 3), key=lambda m: m.offset())
+    msgs = by_offset(read_all(bootstrap, topic, 3))
     assert [m.key() for m in msgs] == [b"a", b"b", b"c"]
     version, trace_id, span_id, flags = traceparent(msgs[0]).split("-")
     assert (version, trace_id, flags) == ("00", TRACE_ID, "01") and span_id != CALLER_SPAN
@@ -215,7 +221,7 @@ async def test_ndjson_confluent_v2_and_v3_produce_carry_the_trace_too(
         )
         assert r.status_code == 200 and r.json()["error_code"] == 200, r.text
 
-    msgs = sorted(read_all(bootstrap, topic, 4), key=lambda m: m.offset())
+    msgs = by_offset(read_all(bootstrap, topic, 4))
     assert len(msgs) == 4
     traces = [traceparent(m).split("-")[1] for m in msgs]
     assert traces == [f"{1:032x}", f"{1:032x}", f"{2:032x}", f"{3:032x}"]
@@ -257,7 +263,7 @@ async def test_sampling_is_parent_based(
             f"/topics/{topic}/records", json={"key": "sampled", "value": 2}, headers={"traceparent": INCOMING}
         )
         assert r.status_code == 200
-    new, sampled = sorted(read_all(bootstrap, topic, 2), key=lambda m: m.offset())
+    new, sampled = by_offset(read_all(bootstrap, topic, 2))
     # A new trace is not sampled at ratio 0, but its context still travels (sampled flag clear), so
     # a consumer joins the same trace and knows not to record it. (Bit 0x02 is W3C level 2's "random".)
     assert sampled_flag(new) == 0 and TRACE_ID not in traceparent(new)
@@ -273,7 +279,7 @@ async def test_with_tracing_off_no_trace_header_is_added(client: httpx.AsyncClie
         headers={"traceparent": INCOMING},
     )
     assert r.status_code == 200
-    msgs = sorted(read_all(bootstrap, topic, 2), key=lambda m: m.offset())
+    msgs = by_offset(read_all(bootstrap, topic, 2))
     assert [headers_of(m) for m in msgs] == [[], [("h", b"v")]]
 
 
@@ -373,3 +379,27 @@ def test_shutdown_waits_for_a_hanging_collector_only_as_long_as_configured(boots
     finally:
         hanging.close()
     assert len(read_all(bootstrap, topic, 1)) == 1
+
+
+def test_trace_headers_never_replace_or_double_a_records_own() -> None:
+    from gateway.tracing import _otlp_url, with_trace_headers
+
+    ours = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"), ("tracestate", b"gw=1")]
+    records = [
+        (b"v", None, None, -1, 0, 1),
+        (b"v", None, [("h", b"x")], -1, 0, 3),
+        (b"v", None, [("traceparent", CLIENT_RECORD_TP.encode())], -1, 0, 1),
+        (b"v", None, [("tracestate", b"client=1")], -1, 0, 1),
+    ]
+    out = with_trace_headers(records, ours)
+    assert [r[2] for r in out] == [
+        ours,
+        [("h", b"x"), *ours],
+        [("traceparent", CLIENT_RECORD_TP.encode())],
+        [("tracestate", b"client=1"), ours[0]],
+    ]
+    # Sizes (what limits and quotas count) stay the client's.
+    assert [r[5] for r in out] == [1, 3, 1, 1]
+    assert _otlp_url("http://collector:4318") == "http://collector:4318/v1/traces"
+    assert _otlp_url("http://collector:4318/") == "http://collector:4318/v1/traces"
+    assert _otlp_url("https://otlp.example.com/custom/traces") == "https://otlp.example.com/custom/traces"
