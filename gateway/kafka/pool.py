@@ -49,6 +49,9 @@ COOLDOWN_MARGIN_MS = 15
 REAP_INTERVAL_S = 5.0
 # Closing the idle consumers at shutdown waits at most this long.
 CLOSE_TIMEOUT_S = 5.0
+# After a consumer could not be warmed (Kafka unreachable), the next try waits this long: no stream of
+# warnings and half-made consumers while Kafka is down. Streams still get new consumers meanwhile.
+WARM_RETRY_S = 15.0
 
 
 @dataclass
@@ -85,6 +88,7 @@ class ConsumerPool:
         self._leased = 0
         self._closed = False
         self._filling = False
+        self._warm_retry_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -183,7 +187,12 @@ class ConsumerPool:
         return self._idle.pop(pick)
 
     def _refill(self) -> None:
-        if not self._filling and not self._closed and len(self._idle) < self._warm:
+        if (
+            not self._filling
+            and not self._closed
+            and len(self._idle) < self._warm
+            and time.monotonic() >= self._warm_retry_at
+        ):
             self._filling = True
             self._spawn(self._fill())
 
@@ -194,8 +203,9 @@ class ConsumerPool:
                 try:
                     await consumer.connect()
                 except Exception as exc:
+                    self._warm_retry_at = time.monotonic() + WARM_RETRY_S
                     await consumer.close()
-                    log.warning("could not warm a Kafka consumer: %s", exc)
+                    log.warning("could not warm a Kafka consumer (next try in %.0f s): %s", WARM_RETRY_S, exc)
                     return
                 if self._closed or len(self._idle) >= self._max_idle:
                     await consumer.close()
