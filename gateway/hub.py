@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import TopicPartition
 
-from gateway import errors, streams
+from gateway import errors, sse, streams
 from gateway.kafka.consumer import AsyncConsumer
 from gateway.kafka.offsets import Offsets
 from gateway.metrics import Metrics
@@ -60,7 +60,14 @@ class Slot:
 
 
 class Subscription:
-    """A fan-out subscriber: a bounded list of chunks the feed put and the stream has not written yet."""
+    """A fan-out subscriber: the chunks the feed put and its stream has not written yet.
+
+    Thousands of these live at once, mostly idle, so each is small: slots, a list of references to
+    the feed's shared chunks (never copies), and a bare future only while its stream waits (an
+    ``asyncio.Event`` costs a 760-byte deque per subscriber).
+    """
+
+    __slots__ = ("_waiter", "chunks", "error", "feed", "gone", "limit", "pending", "sending_since", "task", "timed_out")
 
     def __init__(self, feed: Feed, limit: int) -> None:
         self.feed = feed
@@ -68,7 +75,15 @@ class Subscription:
         self.chunks: list[bytes] = []
         self.pending = 0
         self.error: str | None = None
-        self.ready = asyncio.Event()
+        # The client went away: the stream ends without writing anything more.
+        self.gone = False
+        # The task writing this subscriber's stream, and since when (loop time) its current write
+        # waits on the socket: the hub's watchdog enforces ``send_timeout_s`` from these, which is
+        # cheaper than a timeout scope around each of a thousand subscribers' writes.
+        self.task: asyncio.Task[Any] | None = None
+        self.sending_since = 0.0
+        self.timed_out = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, chunk: bytes, events: int) -> bool:
         """Queue one chunk; False (and evicted) when the subscriber is too far behind.
@@ -83,18 +98,38 @@ class Subscription:
             return False
         self.chunks.append(chunk)
         self.pending += events
-        self.ready.set()
+        self.wake()
         return True
 
     def fail(self, message: str) -> None:
         self.error = message
-        self.ready.set()
+        self.wake()
+
+    def hang_up(self) -> None:
+        """The client disconnected: free the buffer now and let the stream end."""
+        self.gone = True
+        self.chunks.clear()
+        self.pending = 0
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until something is offered, the subscriber fails or hangs up, or ``wake()`` (shutdown)."""
+        if self.chunks or self.error is not None or self.gone:
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
 
     def take(self) -> tuple[bytes, int]:
-        """Everything queued, as one write."""
+        """Everything queued, as one write: events that arrived together go out together."""
         chunks, events = self.chunks, self.pending
         self.chunks, self.pending = [], 0
-        self.ready.clear()
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), events
 
 
@@ -175,6 +210,7 @@ class StreamHub:
         self._feeds: dict[FeedKey, Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: set[Subscription] = set()
+        self._ticker: asyncio.Task[None] | None = None
         self._spares: list[tuple[float, AsyncConsumer]] = []
         self._filling = False
         # Built inside the lifespan: start warming now, so even the first stream gets a warm consumer.
@@ -257,6 +293,8 @@ class StreamHub:
         sub = Subscription(feed, self.settings.subscriber_buffer)
         feed.subscribers.add(sub)
         self._subscriptions.add(sub)
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name="sse-heartbeat")
         try:
             await asyncio.shield(feed.started)
         except BaseException:
@@ -267,6 +305,34 @@ class StreamHub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscriptions.discard(sub)
         sub.feed.leave(sub)
+
+    async def _tick(self) -> None:
+        """Heartbeats and the send-timeout watchdog for every fan-out subscriber, in one task.
+
+        One timer for all instead of a ping task and a timeout scope per stream: an idle subscriber
+        then costs one pending future, and a write costs no timer. Every subscriber gets the same
+        comment bytes each ``heartbeat_s`` (unless it has data to write anyway); a write stuck on a
+        client's full socket for over ``send_timeout_s`` cancels that stream (its writer turns the
+        cancellation into sse-starlette's ``SendTimeoutError``), checked every half timeout.
+        """
+        cfg = self.settings
+        loop = asyncio.get_running_loop()
+        period = min(cfg.heartbeat_s, cfg.send_timeout_s / 2)
+        last_ping = loop.time()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            ping = None
+            if now - last_ping >= cfg.heartbeat_s - period / 2:
+                ping, last_ping = sse.heartbeat(), now
+            for sub in self._subscriptions:
+                since = sub.sending_since
+                if since and now - since > cfg.send_timeout_s:
+                    if not sub.timed_out and sub.task is not None:
+                        sub.timed_out = True
+                        sub.task.cancel()
+                elif ping is not None and not sub.chunks:
+                    sub.offer(ping, 0)
 
     def _forget(self, feed: Feed) -> None:
         if self._feeds.get(feed.key) is feed:
@@ -279,11 +345,13 @@ class StreamHub:
         self.draining = True
         # Fan-out subscribers wait on their buffer; assign and group streams notice between polls.
         for sub in self._subscriptions:
-            sub.ready.set()
+            sub.wake()
 
     async def close(self) -> None:
         """Stop every feed (each within one poll) and close its consumer."""
         self.drain()
+        if self._ticker is not None:
+            self._ticker.cancel()
         for feed in list(self._feeds.values()):
             feed.stopping = True
         while self._spares:

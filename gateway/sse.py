@@ -8,6 +8,7 @@ by the codec and the cursor is base64, so no record content can break the framin
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -75,3 +76,9 @@ def frame(cursor: str | bytes, data: bytes, tombstone: bool) -> bytes:
     token = cursor if isinstance(cursor, bytes) else cursor.encode("ascii")
     kind = b"\nevent: tombstone\ndata: " if tombstone else b"\nevent: record\ndata: "
     return b"id: " + token + kind + data + b"\n\n"
+
+
+def heartbeat() -> bytes:
+    """A comment that keeps idle connections open through proxies; the same text sse-starlette's
+    own ping sends (``: ping - <UTC time>``), built once per round for every subscriber."""
+    return b": ping - %s\n\n" % str(datetime.now(UTC)).encode("ascii")

@@ -18,14 +18,16 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
 
+import anyio
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse
-from starlette.types import Receive, Scope, Send
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway import codec, cursor, errors, groups, sse, streams
 from gateway.api.deps import RuntimeDep
-from gateway.hub import StreamHub, Subscription
+from gateway.hub import Slot, StreamHub, Subscription
 from gateway.kafka.consumer import AsyncConsumer
 from gateway.kafka.offsets import Offsets
 from gateway.lifespan import Runtime, consumer_config
@@ -96,6 +98,123 @@ class _StreamResponse(EventSourceResponse):
             await super().__call__(scope, receive, send)
         finally:
             await asyncio.shield(self._cleanup())
+
+
+class _Nothing:
+    """An empty body for the fan-out response: its data come from the subscription, not an iterator."""
+
+    def __aiter__(self) -> _Nothing:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+_NOTHING = _Nothing()
+# sse-starlette makes a lock per response to serialise its ping task with the data; a fan-out
+# stream has no ping task, so all of them share this one instead of a 760-byte deque each.
+_UNUSED_LOCK = anyio.Lock()
+
+
+class _FanOutResponse(EventSourceResponse):
+    """A subscriber of a shared feed, written by the connection's own task.
+
+    Deliberately not sse-starlette's ``__call__``, which runs an anyio task group of four tasks per
+    stream (data, ping, shutdown watcher, disconnect watcher) and a timeout scope per write: about
+    25 KB and several wake-ups per idle subscriber, and a timer per write, for thousands of streams
+    that all wait on the same feed (bench/RESULTS.md). Here one task waits on the subscription's
+    buffer and writes whatever it holds in one send, and the rest is shared by all subscribers:
+
+    - heartbeats: the hub offers one ``: ping`` comment to every subscriber each ``heartbeat_s``;
+    - ``send_timeout``: the hub's watchdog cancels a write stuck longer, raised here as
+      sse-starlette's ``SendTimeoutError`` as its own timeout would;
+    - shutdown: the process's shutdown watcher (``gateway/api/shutdown.py``, sse-starlette's
+      ``AppStatus``) drains the hub, which wakes every subscriber to send its goodbye;
+    - disconnect: sse-starlette's own ``_listen_for_disconnect``, the one extra task.
+
+    HEAD is sse-starlette's: headers and no stream.
+    """
+
+    def __init__(self, rt: Runtime, sub: Subscription, slot: Slot) -> None:
+        cfg = rt.settings.sse
+        super().__init__(
+            _NOTHING,
+            ping=0,
+            sep="\n",
+            send_timeout=cfg.send_timeout_s,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            client_close_handler_callable=self._hang_up,
+        )
+        self._send_lock = _UNUSED_LOCK
+        self._hub: StreamHub = rt.hub
+        self._sub = sub
+        self._slot = slot
+        self._retry_ms = cfg.retry_ms
+        self._sent = rt.metrics.sse_events.labels("shared")
+
+    async def _hang_up(self, message: Message) -> None:
+        self._sub.hang_up()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["type"] != "http" or scope["method"].upper() == "HEAD":
+                await super().__call__(scope, receive, send)
+            else:
+                await self._run(receive, send)
+        finally:
+            self._hub.unsubscribe(self._sub)
+            self._slot.release()
+
+    async def _run(self, receive: Receive, send: Send) -> None:
+        sub, hub = self._sub, self._hub
+        loop = asyncio.get_running_loop()
+        sub.task = asyncio.current_task()
+        watcher = loop.create_task(self._listen_for_disconnect(receive))
+        try:
+            await self._write(
+                send, {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await self._chunk(send, sse.prelude(self._retry_ms))
+            while True:
+                if sub.chunks:
+                    # Everything that arrived since the last write, in one write.
+                    chunk, events = sub.take()
+                    await self._chunk(send, chunk)
+                    if events:
+                        self._sent.inc(events)
+                elif sub.error is not None:
+                    await self._chunk(send, sse.error_event(sub.error))
+                    break
+                elif sub.gone:
+                    break
+                elif hub.draining:
+                    await self._chunk(send, sse.goodbye(self._retry_ms))
+                    break
+                else:
+                    await sub.wait()
+            self.active = False
+            await self._write(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.active = False
+            watcher.cancel()
+
+    async def _chunk(self, send: Send, chunk: bytes) -> None:
+        await self._write(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def _write(self, send: Send, message: Message) -> None:
+        sub = self._sub
+        sub.sending_since = asyncio.get_running_loop().time()
+        try:
+            await send(message)
+        except asyncio.CancelledError:
+            if not sub.timed_out:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise SendTimeoutError from None
+        finally:
+            sub.sending_since = 0.0
 
 
 @router.get(
@@ -180,6 +299,13 @@ async def events(
     else:
         mode = "assign"
     slot = hub.acquire(mode, rt.settings.produce.retry_after_s)
+    if mode == "shared":
+        try:
+            sub = await hub.subscribe(spec, Offsets(rt.admin))
+        except BaseException:
+            slot.release()
+            raise
+        return _FanOutResponse(rt, sub, slot)
     closers: list[Callable[[], Awaitable[None]]] = []
 
     async def cleanup() -> None:
@@ -189,15 +315,7 @@ async def events(
 
     try:
         body: AsyncGenerator[bytes, None]
-        if mode == "shared":
-            sub = await hub.subscribe(spec, Offsets(rt.admin))
-
-            async def leave() -> None:
-                hub.unsubscribe(sub)
-
-            closers.append(leave)
-            body = _shared_stream(rt, sub)
-        elif mode == "group":
+        if mode == "group":
             consumer = await AsyncConsumer.create(consumer_config(rt.settings, group_id), rt.executor)
             closers.append(consumer.close)
             member = groups.GroupStream(consumer, spec)
@@ -247,24 +365,6 @@ async def _guarded(
 def _count(rt: Runtime, mode: str, events: int) -> None:
     if events:
         rt.metrics.sse_events.labels(mode).inc(events)
-
-
-async def _shared_stream(rt: Runtime, sub: Subscription) -> AsyncGenerator[bytes, None]:
-    hub: StreamHub = rt.hub
-    while True:
-        if sub.error is not None:
-            yield sse.error_event(sub.error)
-            return
-        if sub.pending:
-            chunk, events = sub.take()
-            yield chunk
-            _count(rt, "shared", events)
-            continue
-        if hub.draining:
-            yield sse.goodbye(rt.settings.sse.retry_ms)
-            return
-        sub.ready.clear()
-        await sub.ready.wait()
 
 
 async def _assigned_stream(

@@ -1,6 +1,9 @@
-"""The fan-out subscriber's bounded buffer: when a subscriber is evicted, and what it is told."""
+"""The fan-out subscriber's bounded buffer: when a subscriber is evicted, what it is told, and
+when its stream wakes up."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -22,7 +25,9 @@ async def test_a_subscriber_over_its_limit_is_evicted_and_its_buffer_freed() -> 
     assert sub.offer(b"a", 8)
     assert not sub.offer(b"b", 3)
     assert sub.error is not None and sub.error.startswith("slow consumer")
-    assert sub.pending == 0 and sub.chunks == [] and sub.ready.is_set()
+    # Nothing of the buffer is left to write: the stream's next write is the error.
+    assert sub.take() == (b"", 0)
+    await asyncio.wait_for(sub.wait(), 1)  # and a waiting stream is not left waiting
 
 
 async def test_the_same_chunk_object_reaches_every_subscriber() -> None:
@@ -31,3 +36,26 @@ async def test_the_same_chunk_object_reaches_every_subscriber() -> None:
     for s in subs:
         s.offer(chunk, 1)
     assert all(s.take()[0] is chunk for s in subs)
+
+
+async def test_a_waiting_stream_wakes_once_for_everything_offered_meanwhile() -> None:
+    sub = Subscription(feed=None, limit=100)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(sub.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    sub.offer(b"a", 1)
+    sub.offer(b"b", 2)
+    await asyncio.wait_for(waiting, 1)
+    # The events that arrived together go out as one write.
+    assert sub.take() == (b"ab", 3)
+
+
+async def test_a_hang_up_frees_the_buffer_and_ends_the_wait() -> None:
+    sub = Subscription(feed=None, limit=100)  # type: ignore[arg-type]
+    sub.offer(b"a", 1)
+    assert sub.take() == (b"a", 1)
+    waiting = asyncio.ensure_future(sub.wait())
+    await asyncio.sleep(0)
+    sub.hang_up()
+    await asyncio.wait_for(waiting, 1)
+    assert sub.gone and sub.take() == (b"", 0)
