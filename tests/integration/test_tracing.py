@@ -403,3 +403,19 @@ def test_trace_headers_never_replace_or_double_a_records_own() -> None:
     assert _otlp_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert _otlp_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert _otlp_url("https://otlp.example.com/custom/traces") == "https://otlp.example.com/custom/traces"
+
+
+async def test_a_batch_refused_before_kafka_marks_its_produce_span_an_error(
+    make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver
+) -> None:
+    # A records/s quota: the first batch is admitted, the second refused whole with 429.
+    async with make_client(**tracing_on(receiver), quotas={"records_per_s": 2, "burst_s": 1}) as client:
+        ok = await client.post(f"/topics/{topic}/records", json={"records": [{"value": 1}, {"value": 2}]})
+        assert ok.status_code == 200, ok.text
+        refused = await client.post(f"/topics/{topic}/records", json={"records": [{"value": 3}, {"value": 4}]})
+        assert refused.status_code == 429, refused.text
+    assert len(read_all(bootstrap, topic, 2)) == 2
+    sends = receiver.named(f"send {topic}")
+    assert sorted(s.status == STATUS_ERROR for s in sends) == [False, True]
+    (failed,) = [s for s in sends if s.status == STATUS_ERROR]
+    assert failed.attributes["error.type"] == "Backpressure"
