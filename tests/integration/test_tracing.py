@@ -194,7 +194,7 @@ async def test_produce_writes_its_span_context_into_each_record_and_exports_pare
     assert send.resource["service.name"] == "kafka-http-gateway"
 
 
-async def test_ndjson_confluent_v2_and_v3_produce_carry_the_trace_too(
+async def test_ndjson_async_confluent_v2_and_v3_produce_carry_the_trace_too(
     make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver
 ) -> None:
     def incoming(n: int) -> str:
@@ -220,15 +220,21 @@ async def test_ndjson_confluent_v2_and_v3_produce_carry_the_trace_too(
             headers={"traceparent": incoming(3)},
         )
         assert r.status_code == 200 and r.json()["error_code"] == 200, r.text
+        r = await client.post(
+            f"/topics/{topic}/records?async=true", json={"value": 4}, headers={"traceparent": incoming(4)}
+        )
+        assert r.status_code == 202, r.text
 
-    msgs = by_offset(read_all(bootstrap, topic, 4))
-    assert len(msgs) == 4
+    msgs = by_offset(read_all(bootstrap, topic, 5))
+    assert len(msgs) == 5
     traces = [traceparent(m).split("-")[1] for m in msgs]
-    assert traces == [f"{1:032x}", f"{1:032x}", f"{2:032x}", f"{3:032x}"]
+    assert traces == [f"{1:032x}", f"{1:032x}", f"{2:032x}", f"{3:032x}", f"{4:032x}"]
     sends = {s.span_id: s for s in receiver.named(f"send {topic}")}
     for m in msgs:  # each record names an exported produce span of its own request's trace
         _, trace_id, span_id, _ = traceparent(m).split("-")
         assert sends[span_id].trace_id == trace_id
+    # async: the span ends once the records are queued, nobody waits for the report.
+    assert [s.attributes.get("gateway.produce.async") for s in sends.values() if s.trace_id == f"{4:032x}"] == [True]
     servers = {s.span_id: s for s in receiver.spans if s.kind == SERVER}
     assert {servers[s.parent].attributes["http.route"] for s in sends.values()} == {
         "/topics/{topic}/records",
