@@ -121,3 +121,40 @@ def test_the_shared_consumer_never_waits_for_a_stalled_client(bootstrap: str, ne
         finally:
             slow.close()
         time.sleep(0.1)
+
+
+def test_a_write_stuck_past_the_send_timeout_ends_that_stream_and_no_other(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    """A client that stops reading, with a buffer too large to evict it, is cut off by the send timeout."""
+    topic = new_topic(1)
+    env = {
+        "GATEWAY_SSE__SEND_TIMEOUT_S": "1",
+        "GATEWAY_SSE__SUBSCRIBER_BUFFER": "100000",
+        "GATEWAY_SSE__BATCH_MAX_RECORDS": "100",
+    }
+    n = 4000
+    payload = b'{"pad": "' + b"x" * 2000 + b'"}'
+    with GatewayProcess(bootstrap, env=env) as gw:
+        slow = _slow_client(gw.url, topic)
+        try:
+            with stream(gw.url, topic, read_timeout_s=30) as fast:
+                wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
+                received: list[Event] = []
+                reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
+                reader.start()
+                for _ in range(n // 250):
+                    produce(bootstrap, topic, [(b"k", payload)] * 250)
+                    time.sleep(0.05)
+                # The stalled stream is closed (not evicted: its buffer never filled) ...
+                wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 1, 20)
+                reader.join(70)
+                # ... while the reading one got every record.
+                assert [e.data["offset"] for e in received] == list(range(n))
+                assert metric(gw.url, "gateway_sse_slow_subscriber_evictions_total") == 0
+            # The gateway closed the stalled connection: reading it now ends (no more data, then EOF).
+            slow.settimeout(10)
+            while slow.recv(1 << 20):
+                pass
+        finally:
+            slow.close()
