@@ -13,6 +13,7 @@ may carry a secret (``access_token`` and friends) are replaced by ``[redacted]``
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -50,8 +51,14 @@ _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"
 _encode = msgspec.json.encode
 
 
+# A random per-process prefix and a counter: unique across processes and restarts, without the
+# getrandom() system call per request that ``os.urandom`` costs (1-7 % of a single produce's CPU).
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
 def _new_request_id() -> str:
-    return os.urandom(8).hex()
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
 
 def _request_id(scope: Scope) -> str:

@@ -19,12 +19,13 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import codec, errors, records
 from gateway.api.errors import error_body, error_response, retry_headers, status_and_code
+from gateway.api.security import RawRoute
 from gateway.kafka.metadata import TopicInfo
 from gateway.kafka.producer import Batch, Delivered, Outcome
 from gateway.lifespan import Runtime
 from gateway.publish import InOrder, Publisher
 
-router = APIRouter(tags=["produce"])
+router = APIRouter(tags=["produce"], route_class=RawRoute)
 
 _encode = msgspec.json.encode
 _encode_lines = msgspec.json.Encoder().encode_lines

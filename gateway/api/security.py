@@ -22,14 +22,14 @@ import ipaddress
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
-from fastapi import Request
-from fastapi.routing import iter_route_contexts
+from fastapi import Request, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.convertors import Convertor
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, compile_path
@@ -374,6 +374,27 @@ def route_table(app: Any) -> list[_Entry]:
         methods = {"GET" if m == "HEAD" else m for m in (ctx.methods or ())}
         table.append(_Entry(regex, convertors, {m: auth.classify(m, path, tags) for m in methods}))
     return table
+
+
+class RawRoute(APIRoute):
+    """A route whose endpoint is ``async def f(request: Request) -> Response``, called directly.
+
+    FastAPI's own handler solves dependencies and serialises per request even for such an endpoint;
+    on the produce route that cost as much CPU as the produce itself (bench/RESULTS.md). This handler
+    skips it, so it runs the ``vetted`` backstop itself. The route is still an ``APIRoute``: OpenAPI,
+    the security table and the route template in metrics see it as before.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            if not request.scope.get(VETTED):
+                raise errors.Forbidden("This route is not open to any principal.")
+            response: Response = await endpoint(request)
+            return response
+
+        return handler
 
 
 async def vetted(request: Request) -> None:
