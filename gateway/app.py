@@ -69,14 +69,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # FastAPI's own validation shapes never reach a client; errors.install maps them.
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
+            error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             for path in schema.get("paths", {}).values():
                 for op in path.values():
                     resp = op.get("responses", {})
                     if "422" in resp and "HTTPValidationError" in str(resp["422"]):
-                        resp["422"] = {
-                            "description": "Validation error",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                        }
+                        # FastAPI documents 422 for every declared parameter, but errors.install
+                        # answers a bad path, query or header parameter with 400 (and only a body
+                        # that breaks its schema with 422): document what a client really gets.
+                        del resp["422"]
+                        if "requestBody" in op:
+                            resp["422"] = {"description": "Body breaks its schema", "content": error_content}
+                        resp.setdefault(
+                            "400", {"description": "Bad path, query or header parameter", "content": error_content}
+                        )
             security.document(schema, app.routes)
             app.openapi_schema = schema
         return app.openapi_schema
