@@ -39,9 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan_for(settings, metrics, tracer),
         # Backstop of gateway/api/security.py: no handler runs for a request its middleware did not pass.
         dependencies=[Depends(security.vetted)],
-        # With the gateway's tracing on, FastAPI's own request spans (made when some library sets a global
-        # provider) would duplicate its SERVER span and record the raw query, access_token included.
-        telemetry={"tracing": False} if tracer is not None else None,
+        # FastAPI's own telemetry stays off, tracing on or not: its request spans (made as soon as some
+        # library sets a global provider) would duplicate the gateway's SERVER span and record the raw
+        # query, access_token included; metrics are Prometheus' (/metrics); and its per-request check
+        # for a provider costs every request some CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
     errors.install(app)

@@ -42,6 +42,18 @@ class ProduceLimits(BaseModel):
     idempotency_max_keys: Annotated[int, Field(gt=0)] = 100_000
     retry_after_s: Annotated[int, Field(ge=1)] = 1
 
+    @model_validator(mode="after")
+    def _fits_in_flight(self) -> ProduceLimits:
+        # A request larger than the in-flight bounds could never be accepted: it would get 429 with
+        # Retry-After forever. Refuse such a configuration at start-up instead.
+        if self.max_batch_records > self.max_in_flight_records:
+            raise ValueError("max_batch_records must not exceed max_in_flight_records")
+        if self.ndjson_window > self.max_in_flight_records:
+            raise ValueError("ndjson_window must not exceed max_in_flight_records")
+        if max(self.max_body_bytes, self.max_record_bytes) > self.max_in_flight_bytes:
+            raise ValueError("max_body_bytes and max_record_bytes must not exceed max_in_flight_bytes")
+        return self
+
 
 class SseSettings(BaseModel):
     """Bounds and timing of server-sent event streams."""

@@ -333,27 +333,46 @@ async def test_limits_413_before_anything_is_produced(
     assert len(read_all(bootstrap, topic, 5, timeout_s=3)) == 5
 
 
+async def _concurrent_batches(client: httpx.AsyncClient, topic: str, batch: list[Any], n: int) -> list[httpx.Response]:
+    return list(await asyncio.gather(*(post(client, topic, {"records": batch}) for _ in range(n))))
+
+
 async def test_backpressure_429_with_retry_after_and_nothing_produced(
     make_client: Callable[..., Any], bootstrap: str, topic: str
 ) -> None:
-    async with make_client(produce={"max_in_flight_records": 3, "retry_after_s": 2}) as client:
-        r = await post(client, topic, {"records": [{"value": i} for i in range(4)]})
-        body = assert_error(r, 429, 42901, "queue is full")
-        assert r.headers["retry-after"] == "2", body
-        r = await post(client, topic, {"records": [{"value": i} for i in range(4)]}, **{"async": "true"})
-        assert_error(r, 429, 42901)
-        assert read_all(bootstrap, topic, 0, timeout_s=1) == []
+    # Room for one batch of 3 in flight: of 20 concurrent batches, those arriving while another is
+    # still waiting for Kafka are refused whole with 429, and nothing of them is produced.
+    async with make_client(
+        produce={"max_in_flight_records": 3, "max_batch_records": 3, "ndjson_window": 3, "retry_after_s": 2}
+    ) as client:
+        answers = await _concurrent_batches(client, topic, [{"value": i} for i in range(3)], 20)
+        refused = [r for r in answers if r.status_code == 429]
+        accepted = [r for r in answers if r.status_code == 200]
+        assert len(refused) + len(accepted) == 20, [r.text for r in answers]
+        assert refused and accepted
+        for r in refused:
+            assert_error(r, 429, 42901, "queue is full")
+            assert r.headers["retry-after"] == "2"
+        # Once the queue drained, the same request goes through.
         r = await post(client, topic, {"records": [{"value": i} for i in range(3)]})
         assert r.status_code == 200
-    assert len(read_all(bootstrap, topic, 3)) == 3
+    # Waits for one record more than expected: none comes.
+    produced = 3 * (len(accepted) + 1)
+    assert len(read_all(bootstrap, topic, produced + 1, timeout_s=3)) == produced
 
 
 async def test_backpressure_in_flight_bytes(make_client: Callable[..., Any], bootstrap: str, topic: str) -> None:
-    async with make_client(produce={"max_in_flight_bytes": 1000}) as client:
-        r = await post(client, topic, {"records": [{"value": "x" * 400} for _ in range(3)]})
-        assert_error(r, 429, 42901)
-        assert r.headers["retry-after"] == "1"
-    assert read_all(bootstrap, topic, 0, timeout_s=1) == []
+    async with make_client(
+        produce={"max_in_flight_bytes": 1000, "max_body_bytes": 1000, "max_record_bytes": 500}
+    ) as client:
+        answers = await _concurrent_batches(client, topic, [{"value": "x" * 400} for _ in range(2)], 20)
+        refused = [r for r in answers if r.status_code == 429]
+        accepted = [r for r in answers if r.status_code == 200]
+        assert len(refused) + len(accepted) == 20 and refused and accepted, [r.text for r in answers]
+        for r in refused:
+            assert_error(r, 429, 42901)
+            assert r.headers["retry-after"] == "1"
+    assert len(read_all(bootstrap, topic, 2 * len(accepted) + 1, timeout_s=3)) == 2 * len(accepted)
 
 
 # -- async --------------------------------------------------------------------------------------------

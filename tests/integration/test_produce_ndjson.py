@@ -157,13 +157,22 @@ async def test_a_line_over_the_limit_ends_the_stream_with_an_error_line(
 async def test_lines_over_the_in_flight_bound_get_429_lines(
     make_client: Callable[..., Any], bootstrap: str, topic: str
 ) -> None:
-    async with make_client(produce={"max_in_flight_records": 2}) as client:
-        body = b"".join(b'{"value":%d}\n' % i for i in range(5))
-        r = await client.post(
-            f"/topics/{topic}/records", content=body, headers={"content-type": "application/x-ndjson"}
-        )
-        assert r.status_code == 200
-        results = [json.loads(line) for line in r.text.splitlines()]
-        assert [x["error_code"] for x in results] == [42901] * 5
-        assert all("queue is full" in x["message"] for x in results)
-    assert read_all(bootstrap, topic, 0, timeout_s=1) == []
+    # Room for 2 records in flight and 10 streams of 2 lines at once: lines arriving while the queue
+    # is full get a 429 line each (the stream goes on), and only the other lines reach Kafka.
+    async with make_client(produce={"max_in_flight_records": 2, "max_batch_records": 2, "ndjson_window": 2}) as client:
+        body = b'{"value":1}\n{"value":2}\n'
+
+        async def stream() -> list[dict[str, Any]]:
+            r = await client.post(
+                f"/topics/{topic}/records", content=body, headers={"content-type": "application/x-ndjson"}
+            )
+            assert r.status_code == 200
+            return [json.loads(line) for line in r.text.splitlines()]
+
+        results = [x for lines in await asyncio.gather(*(stream() for _ in range(10))) for x in lines]
+    assert len(results) == 20
+    refused = [x for x in results if "error_code" in x]
+    delivered = [x for x in results if "offset" in x]
+    assert refused and delivered and len(refused) + len(delivered) == 20, results
+    assert all(x["error_code"] == 42901 and "queue is full" in x["message"] for x in refused)
+    assert len(read_all(bootstrap, topic, len(delivered) + 1, timeout_s=3)) == len(delivered)
