@@ -25,12 +25,13 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 
-# Build the wheel, then install it and its pinned dependencies; pip compiles the .pyc files here,
-# so the read-only runtime never needs to write them. The import is a smoke test that every runtime
-# dependency arrived; -P keeps ./gateway off sys.path, so it imports the installed copy.
+# Build the wheel, then install it with the tracing extra and their pinned dependencies (tracing stays
+# off until GATEWAY_TRACING__ENABLED=true); pip compiles the .pyc files here, so the read-only runtime
+# never needs to write them. The import is a smoke test that every runtime dependency arrived; -P keeps
+# ./gateway off sys.path, so it imports the installed copy.
 RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
-    && pip install /tmp/wheels/*.whl \
-    && python -P -c "import gateway.app, gateway.__main__"
+    && pip install "$(ls /tmp/wheels/*.whl)[tracing]" \
+    && python -P -c "import gateway.app, gateway.__main__, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
 
 
 FROM python:3.11-slim AS runtime
