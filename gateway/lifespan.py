@@ -57,7 +57,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "queue.buffering.max.messages": str(max(100_000, settings.produce.max_in_flight_records * 2)),
             "queue.buffering.max.kbytes": str(max(1_048_576, settings.produce.max_in_flight_bytes // 512)),
             "message.max.bytes": str(max(1_000_000, settings.produce.max_record_bytes + 4096)),
-            "allow.auto.create.topics": "true" if settings.allow_auto_create_topics else "false",
+            # Never: an unknown topic is a 404 from cached metadata (API.md §1), not a side effect.
+            "allow.auto.create.topics": "false",
         }
     )
     conf.update(settings.kafka_producer)

@@ -282,7 +282,6 @@ class Settings(BaseSettings):
     request_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # On SIGTERM: turn unready, let streams say goodbye, then stop within this many seconds.
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
-    allow_auto_create_topics: bool = False
 
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
