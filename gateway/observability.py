@@ -38,6 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ACCESS_LOGGER = "gateway.access"
 REQUEST_ID_HEADER = b"x-request-id"
+# Where the tracing middleware (outside this one) leaves the request's trace id for the access log.
+TRACE_ID_SCOPE_KEY = "gateway.trace_id"
 # A client's own request id is echoed only if it is short and plain; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 # Query parameters that may carry a credential (API.md §6: access_token for EventSource).
@@ -166,6 +168,9 @@ class ObservabilityMiddleware:
                 "duration_ms": round(elapsed * 1000, 3),
                 "client": (scope.get("client") or (None,))[0],
             }
+            trace_id = scope.get(TRACE_ID_SCOPE_KEY)
+            if trace_id is not None:  # only with GATEWAY_TRACING__ENABLED: ties the line to its trace
+                line["trace_id"] = trace_id
             # handle(makeRecord(...)) rather than info(): skips the caller look-up (a stack walk)
             # that would cost more than everything else this middleware does.
             self.log.handle(

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import __version__, errors
 from gateway.kafka.metadata import MetadataCache, TopicInfo
 from gateway.kafka.producer import Batch, GatewayProducer, Prepared
-from gateway.observability import UNMATCHED_ROUTE, Message, Receive, Scope, Send, safe_query
+from gateway.observability import TRACE_ID_SCOPE_KEY, UNMATCHED_ROUTE, Message, Receive, Scope, Send, safe_query
 from gateway.quotas import MeteredPublisher
 from gateway.settings import TracingSettings
 
@@ -231,6 +231,7 @@ class TracingMiddleware:
             attributes["user_agent.original"] = agent
         # Named by method only until routing tells the template (a raw path would explode cardinality).
         span = tracer.start_span(method, context=parent, kind=otel.SERVER, attributes=attributes)
+        scope[TRACE_ID_SCOPE_KEY] = format(span.get_span_context().trace_id, "032x")
         status = 0
 
         async def send_traced(message: Message) -> None:

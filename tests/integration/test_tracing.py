@@ -4,6 +4,7 @@ receiver on 127.0.0.1, and W3C trace context in the records Kafka stores (read b
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -141,12 +142,32 @@ def traceparent(msg: Message) -> str:
     return found[0]
 
 
+class _AccessLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(record.getMessage()))
+
+
+@pytest.fixture
+def access_lines() -> Iterator[_AccessLines]:
+    handler = _AccessLines()
+    log = logging.getLogger("gateway.access")
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+
+
 def sampled_flag(msg: Message) -> int:
     return int(traceparent(msg).rsplit("-", 1)[1], 16) & 1
 
 
 async def test_produce_writes_its_span_context_into_each_record_and_exports_parented_spans(
-    make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver
+    make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver, access_lines: _AccessLines
 ) -> None:
     body = {
         "records": [
@@ -181,6 +202,9 @@ async def test_produce_writes_its_span_context_into_each_record_and_exports_pare
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["http.request.method"] == "POST"
     assert server.attributes["http.response.header.x-request-id"] == [request_id]
+    # The access log line names the same trace.
+    (line,) = [x for x in access_lines.lines if x["request_id"] == request_id]
+    assert line["trace_id"] == TRACE_ID
     # The record's traceparent names the gateway's produce span, a child of the request's span.
     assert (send.kind, send.trace_id, send.span_id, send.parent) == (PRODUCER, TRACE_ID, span_id, server.span_id)
     assert send.attributes == {
@@ -278,13 +302,17 @@ async def test_sampling_is_parent_based(
     assert len(receiver.named(f"send {topic}")) == 1
 
 
-async def test_with_tracing_off_no_trace_header_is_added(client: httpx.AsyncClient, bootstrap: str, topic: str) -> None:
+async def test_with_tracing_off_no_trace_header_is_added(
+    client: httpx.AsyncClient, bootstrap: str, topic: str, access_lines: _AccessLines
+) -> None:
     r = await client.post(
         f"/topics/{topic}/records",
         json={"records": [{"value": 1}, {"value": 2, "headers": {"h": "v"}}]},
         headers={"traceparent": INCOMING},
     )
     assert r.status_code == 200
+    (line,) = [x for x in access_lines.lines if x["request_id"] == r.headers["x-request-id"]]
+    assert "trace_id" not in line
     msgs = by_offset(read_all(bootstrap, topic, 2))
     assert [headers_of(m) for m in msgs] == [[], [("h", b"v")]]
 
