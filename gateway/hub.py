@@ -166,12 +166,8 @@ class Feed:
                 if not msgs:
                     continue
                 chunk, events = streams.encode_batch(self.spec, topic_json, positions, msgs)
-                if not events:
-                    continue
-                for sub in list(self.subscribers):
-                    if not sub.offer(chunk, events):
-                        self.subscribers.discard(sub)
-                        hub.metrics.sse_evictions.inc()
+                if events:
+                    self._hand_out(chunk, events)
         except Exception as exc:
             message = exc.message if isinstance(exc, errors.GatewayError) else f"Kafka error: {exc}"
             if not self.started.done():
@@ -188,6 +184,13 @@ class Feed:
             hub.metrics.sse_shared_consumers.dec()
             if consumer is not None:
                 await asyncio.shield(consumer.close())
+
+    def _hand_out(self, chunk: bytes, events: int) -> None:
+        """The same bytes to every subscriber; one too far behind is dropped on the spot."""
+        for sub in list(self.subscribers):
+            if not sub.offer(chunk, events):
+                self.subscribers.discard(sub)
+                self.hub.metrics.sse_evictions.inc()
 
     def leave(self, sub: Subscription) -> None:
         self.subscribers.discard(sub)
