@@ -36,7 +36,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
             r"GatewayProducer\.(_poll_loop|_dispatch|_on_delivery) \(",
         ),
         ("publisher (reserve, submit, outcomes)", rf"{_P}gateway/publish\.py"),
-        ("produce route's own code (api/produce.py: body, response)", rf"{_P}gateway/api/produce\.py"),
+        ("produce route's own code (api/produce.py: body, response)", rf"{_P}gateway/api/produce(_ndjson)?\.py"),
         ("SSE frames (streams, sse, cursor)", rf"{_P}gateway/(streams|sse|cursor)\.py"),
         ("Kafka consumer calls (kafka/consumer.py)", rf"{_P}gateway/kafka/consumer\.py"),
         ("metrics", rf"{_P}gateway/metrics\.py|prometheus_client/"),

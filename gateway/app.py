@@ -9,6 +9,8 @@ from fastapi import Depends, FastAPI
 from gateway import __version__, observability, tracing
 from gateway.api import admin as admin_api
 from gateway.api import confluent_v2, confluent_v3, consume, errors, health, produce, reads, security
+from gateway.api.produce_openapi import SCHEMAS as PRODUCE_SCHEMAS
+from gateway.api.security_openapi import document as document_security
 from gateway.lifespan import lifespan_for
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Error"] = ERROR_SCHEMA
-            components.update(produce._SCHEMAS["components"])
+            components.update(PRODUCE_SCHEMAS["components"])
             # FastAPI's own validation shapes never reach a client; errors.install maps them.
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         resp.setdefault(
                             "400", {"description": "Bad path, query or header parameter", "content": error_content}
                         )
-            security.document(schema, app.routes)
+            document_security(schema, app.routes)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -117,7 +117,7 @@ class ConfluentSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """Who may call the gateway (API.md §6; gateway/auth.py). ``none`` lets everyone do everything."""
+    """Who may call the gateway (API.md §6; gateway/auth/). ``none`` lets everyone do everything."""
 
     mode: Literal["none", "api-key", "jwt"] = "none"
     # api-key: a JSON file of {"keys": [{"name", "sha256", "scopes", "quota"?}]}; only hashes are stored.

@@ -21,7 +21,7 @@ import jwt
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from gateway.auth import key_digest, new_key
+from gateway.auth.api_keys import key_digest, new_key
 from tests.conftest import create_topic
 from tests.helpers import read_all
 

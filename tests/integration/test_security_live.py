@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from httpx_sse import connect_sse
 
-from gateway.auth import key_digest, new_key
+from gateway.auth.api_keys import key_digest, new_key
 from tests.conftest import create_topic
 from tests.helpers import GatewayProcess, record_events
 

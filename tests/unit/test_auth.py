@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
 from gateway import errors
-from gateway.auth import Authenticator, Scopes, bearer, key_digest, load_api_keys, new_key
+from gateway.auth import Authenticator, bearer
+from gateway.auth.api_keys import key_digest, load_api_keys, new_key
+from gateway.auth.principals import Scopes
 from gateway.metrics import Metrics
 from gateway.quotas import Limits, QuotaBook
 from gateway.settings import AuthSettings, QuotaSettings, Settings

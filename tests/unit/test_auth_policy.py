@@ -6,14 +6,15 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from gateway import errors
-from gateway.api.security import route_table
+from gateway.api.route_table import route_table
 from gateway.app import create_app
-from gateway.auth import Access, Principal, Rule, Scopes, authorize, classify, named_topics
+from gateway.auth.policy import Access, Rule, authorize, classify, named_topics
+from gateway.auth.principals import Principal, Scopes
 from gateway.settings import Settings
 
 
 def test_every_registered_route_is_classified() -> None:
-    """A new route must be added to gateway.auth.RULES (or be tagged admin) before anyone can call it."""
+    """A new route must be added to gateway.auth.policy.RULES (or be tagged admin) before anyone can call it."""
     app = create_app(Settings())
     unclassified = [
         f"{method} {ctx.path}"
@@ -21,7 +22,7 @@ def test_every_registered_route_is_classified() -> None:
         for method in sorted(ctx.methods or {"*"})
         if classify(method, ctx.path or "", getattr(ctx, "tags", None) or ()) is None
     ]
-    assert not unclassified, f"routes not in gateway.auth.RULES: {unclassified}"
+    assert not unclassified, f"routes not in gateway.auth.policy.RULES: {unclassified}"
     table = route_table(app)
     assert len(table) == len(list(iter_route_contexts(app.routes)))
     assert all(rule is not None for e in table for rule in (e.rules or {}).values())

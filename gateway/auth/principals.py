@@ -1,0 +1,84 @@
+"""Principals and their scopes, and how a route reaches the principal the middleware found (API.md §6).
+
+- **Scopes** are ``read:<topic glob>``, ``write:<topic glob>`` and ``admin`` (``fnmatch`` globs, case
+  sensitive like topic names). ``admin`` does not imply reading or writing data: a superuser has
+  ``admin read:* write:*``. Unknown scopes (``openid`` and the like) are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from gateway import errors
+from gateway.quotas import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Scopes:
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    admin: bool = False
+
+    @classmethod
+    def parse(cls, items: Iterable[str]) -> Scopes:
+        read: list[str] = []
+        write: list[str] = []
+        admin = False
+        for item in items:
+            kind, _, glob = item.partition(":")
+            if kind == "read" and glob:
+                read.append(glob)
+            elif kind == "write" and glob:
+                write.append(glob)
+            elif item == "admin":
+                admin = True
+        return cls(tuple(read), tuple(write), admin)
+
+    def can_read(self, topic: str) -> bool:
+        return any(fnmatchcase(topic, glob) for glob in self.read)
+
+    def can_write(self, topic: str) -> bool:
+        return any(fnmatchcase(topic, glob) for glob in self.write)
+
+    @property
+    def reads_everything(self) -> bool:
+        return "*" in self.read
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. ``name`` is safe to log; nothing here is a secret."""
+
+    name: str
+    scopes: Scopes
+    # Per-principal quota overrides from the key file; ``None`` fields fall back to the settings.
+    limits: Limits | None = None
+
+
+ANONYMOUS = Principal("anonymous", Scopes(("*",), ("*",), True))
+
+
+# -- helpers for routes ------------------------------------------------------------------------
+
+
+def principal_of(request: Any) -> Principal:
+    """The principal of a request (a Starlette ``Request`` or an ASGI scope); set by the security middleware.
+
+    Fails closed: a request that did not pass the middleware has no principal and is refused.
+    """
+    scope = getattr(request, "scope", request)
+    state = scope.get("state") if isinstance(scope, Mapping) else None
+    principal = state.get("principal") if isinstance(state, Mapping) else None
+    if not isinstance(principal, Principal):
+        raise errors.Unauthenticated("Missing credentials.")
+    return principal
+
+
+def require_owner(request: Any, owner: str) -> None:
+    """Raise ``Forbidden`` unless the request's principal is ``owner`` (e.g. of a consumer instance)."""
+    name = principal_of(request).name
+    if name != owner:
+        raise errors.Forbidden(f"This consumer instance belongs to another principal than '{name}'.")
