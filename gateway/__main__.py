@@ -5,6 +5,8 @@ A bad setting stops start-up with one line naming the variable, not a traceback.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import sys
 
@@ -33,9 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from gateway.app import create_app
 
+    app = create_app(settings)
+    # What exists now (modules, routes, schemas: ~70,000 objects) lives as long as the process. Out of
+    # the cyclic collector's sight, a full collection takes ~0 ms instead of ~70 ms (measured) during
+    # which the event loop, and with it every request and stream, stands still.
+    importlib.import_module("uvicorn.loops.uvloop")
+    importlib.import_module("uvicorn.protocols.http.httptools_impl")
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        lambda: create_app(settings),
-        factory=True,
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
