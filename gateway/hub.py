@@ -14,15 +14,18 @@ exactly, on this or any other process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from gateway import errors, sse, streams
 from gateway.kafka.consumer import AsyncConsumer
@@ -42,6 +45,17 @@ CLOSE_TIMEOUT_S = 5.0
 WARM_MAX_AGE_S = 300.0
 
 FeedKey = tuple[object, ...]
+# Polls of one feed whose records may wait for the event loop at once (see Feed._poll_until_stopped).
+POLLS_IN_FLIGHT = 2
+
+
+async def _until_done(fut: asyncio.Future[Any]) -> None:
+    """Wait for ``fut`` (a thread's work, which cannot be interrupted) even if cancelled meanwhile."""
+    while not fut.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([fut])
+    if not fut.cancelled():
+        fut.exception()  # retrieved: run() reported it already, or is being cancelled
 
 
 class Slot:
@@ -145,10 +159,13 @@ class Feed:
     started: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     stopping: bool = False
     task: asyncio.Task[None] | None = None
+    # A poll's failure, raised by ``run`` once the poller thread has stopped.
+    _error: Exception | None = None
 
     async def run(self) -> None:
-        hub, cfg = self.hub, self.hub.settings
+        hub = self.hub
         consumer: AsyncConsumer | None = None
+        poller: asyncio.Future[None] | None = None
         hub.metrics.sse_shared_consumers.inc()
         try:
             # The new consumer connects while the warm admin client resolves the start positions.
@@ -160,14 +177,12 @@ class Feed:
             topic = self.spec.topic.name
             await own.assign([TopicPartition(topic, p, off) for p, off in positions.items()])
             self.started.set_result(None)
-            topic_json = msgspec.json.encode(topic)
-            while not self.stopping:
-                msgs = await own.consume(cfg.batch_max_records, cfg.poll_timeout_s)
-                if not msgs:
-                    continue
-                chunk, events = streams.encode_batch(self.spec, topic_json, positions, msgs)
-                if events:
-                    self._hand_out(chunk, events)
+            loop = asyncio.get_running_loop()
+            deliver = functools.partial(self._deliver, msgspec.json.encode(topic), positions)
+            poller = loop.run_in_executor(hub.executor, self._poll_until_stopped, own.raw, loop, deliver)
+            await asyncio.shield(poller)
+            if self._error is not None:
+                raise self._error
         except Exception as exc:
             message = exc.message if isinstance(exc, errors.GatewayError) else f"Kafka error: {exc}"
             if not self.started.done():
@@ -182,8 +197,64 @@ class Feed:
         finally:
             hub._forget(self)
             hub.metrics.sse_shared_consumers.dec()
+            self.stopping = True
+            if poller is not None:
+                # The consumer is closed only once its poller thread is out of librdkafka.
+                await _until_done(poller)
             if consumer is not None:
                 await asyncio.shield(consumer.close())
+
+    def _poll_until_stopped(
+        self, consumer: Consumer, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Message]], None]
+    ) -> None:
+        """The feed's poller, on a Kafka executor thread for as long as the feed lives.
+
+        It polls again as soon as a poll's records are passed to the event loop, and they reach the
+        feed in one loop callback. Through ``AsyncConsumer.consume`` each poll would start only after
+        the loop got round to asking, and its result would pass through several futures, each one
+        queued behind every subscriber write the previous hand-out woke: records then waited for
+        a thousand writes several times over. At most ``POLLS_IN_FLIGHT`` polls wait for the loop;
+        beyond that this thread waits, so a loop that falls behind holds back Kafka, not memory.
+        Nothing else uses the consumer meanwhile: it was assigned before and is closed after.
+        """
+        cfg = self.hub.settings
+        room = threading.Semaphore(POLLS_IN_FLIGHT)
+
+        def handed(msgs: list[Message]) -> None:
+            try:
+                deliver(msgs)
+            finally:
+                room.release()
+
+        while not self.stopping:
+            if not room.acquire(timeout=cfg.poll_timeout_s):
+                continue
+            try:
+                first = consumer.poll(cfg.poll_timeout_s)
+                msgs = [first, *consumer.consume(cfg.batch_max_records - 1, 0)] if first is not None else []
+            except BaseException:
+                room.release()
+                raise
+            if not msgs:
+                room.release()
+                continue
+            try:
+                loop.call_soon_threadsafe(handed, msgs)
+            except RuntimeError:  # the loop is closed: the process is going away
+                return
+
+    def _deliver(self, topic_json: bytes, positions: dict[int, int], msgs: list[Message]) -> None:
+        """On the loop: encode one poll once and hand it out; a fatal error ends the feed."""
+        if self.stopping:
+            return
+        try:
+            chunk, events = streams.encode_batch(self.spec, topic_json, positions, msgs)
+        except Exception as exc:
+            self._error = exc
+            self.stopping = True
+            return
+        if events:
+            self._hand_out(chunk, events)
 
     def _hand_out(self, chunk: bytes, events: int) -> None:
         """The same bytes to every subscriber; one too far behind is dropped on the spot."""
