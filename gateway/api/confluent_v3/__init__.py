@@ -19,7 +19,9 @@ from gateway.api.confluent_v3.produce_records import ConcatenatedJson
 
 __all__ = ["ConcatenatedJson", "router"]
 
-router = APIRouter(prefix="/v3")
+router = APIRouter()
 # Order of registration is the order of the routes (and of the OpenAPI paths): as before the split.
+# Each part carries the /v3 prefix itself: a route's own path is the template that metrics, access
+# logs and tracing report, and an include prefix is not part of it.
 for _part in (clusters, topics, groups, produce):
     router.include_router(_part.router)

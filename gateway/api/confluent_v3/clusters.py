@@ -22,7 +22,7 @@ from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
 from gateway.lifespan import Runtime
 
-router = APIRouter(tags=["confluent v3"])
+router = APIRouter(prefix="/v3", tags=["confluent v3"])
 
 
 async def _cluster_json(links: Links, rt: Runtime) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
 from gateway.kafka.admin import GroupDetail
 
-router = APIRouter(tags=["confluent v3"])
+router = APIRouter(prefix="/v3", tags=["confluent v3"])
 
 Group = Annotated[str, Path(max_length=255)]
 

@@ -27,7 +27,7 @@ from gateway.kafka.producer import Batch, Outcome, Prepared
 from gateway.lifespan import Runtime
 from gateway.publish import InOrder, Publisher
 
-router = APIRouter(tags=["confluent v3"])
+router = APIRouter(prefix="/v3", tags=["confluent v3"])
 
 
 def _iso(ms: int) -> str:

@@ -18,7 +18,7 @@ from gateway.api.error_docs import errs
 from gateway.kafka.admin import TopicDetail
 from gateway.lifespan import Runtime
 
-router = APIRouter(tags=["confluent v3"])
+router = APIRouter(prefix="/v3", tags=["confluent v3"])
 
 # After create/delete, how long to wait for the metadata cache to show it, so the next request does.
 METADATA_SETTLE_S = 3.0
