@@ -53,6 +53,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             # 0: a lone request is sent at once (p50 2 ms instead of 8 ms in bench/); under load
             # librdkafka still batches whatever queues while a request is in flight.
             "linger.ms": "0",
+            # librdkafka allows 5 with idempotence. With 2, records that arrive while two requests are
+            # out go together in the next one: fewer, larger produce requests. Measured (bench/): half
+            # the gateway's CPU per record for batches, a fifth less per single-record request, and
+            # less broker CPU; a lone request is not delayed (it never waits for a free slot).
+            "max.in.flight.requests.per.connection": "2",
             "message.timeout.ms": str(settings.produce.delivery_timeout_ms),
             "queue.buffering.max.messages": str(max(100_000, settings.produce.max_in_flight_records * 2)),
             "queue.buffering.max.kbytes": str(max(1_048_576, settings.produce.max_in_flight_bytes // 512)),
