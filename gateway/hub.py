@@ -45,8 +45,10 @@ CLOSE_TIMEOUT_S = 5.0
 WARM_MAX_AGE_S = 300.0
 
 FeedKey = tuple[object, ...]
-# Polls of one feed whose records may wait for the event loop at once (see Feed._poll_until_stopped).
+# Polls of one feed whose records may wait for the event loop at once (see Feed._poll_slice).
 POLLS_IN_FLIGHT = 2
+# How long a feed's poller keeps its executor thread before queueing again behind other Kafka calls.
+POLL_SLICE_S = 1.0
 
 
 async def _until_done(fut: asyncio.Future[Any]) -> None:
@@ -161,6 +163,8 @@ class Feed:
     task: asyncio.Task[None] | None = None
     # A poll's failure, raised by ``run`` once the poller thread has stopped.
     _error: Exception | None = None
+    # Room for polls whose records wait for the event loop (see _poll_slice).
+    _room: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(POLLS_IN_FLIGHT))
 
     async def run(self) -> None:
         hub = self.hub
@@ -179,8 +183,11 @@ class Feed:
             self.started.set_result(None)
             loop = asyncio.get_running_loop()
             deliver = functools.partial(self._deliver, msgspec.json.encode(topic), positions)
-            poller = loop.run_in_executor(hub.executor, self._poll_until_stopped, own.raw, loop, deliver)
-            await asyncio.shield(poller)
+            while not self.stopping:
+                # A slice at a time: between slices the thread goes back to the executor, so with
+                # more feeds and streams than threads every Kafka call still gets its turn.
+                poller = loop.run_in_executor(hub.executor, self._poll_slice, own.raw, loop, deliver)
+                await asyncio.shield(poller)
             if self._error is not None:
                 raise self._error
         except Exception as exc:
@@ -204,10 +211,10 @@ class Feed:
             if consumer is not None:
                 await asyncio.shield(consumer.close())
 
-    def _poll_until_stopped(
+    def _poll_slice(
         self, consumer: Consumer, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Message]], None]
     ) -> None:
-        """The feed's poller, on a Kafka executor thread for as long as the feed lives.
+        """The feed's poller, on a Kafka executor thread for ``POLL_SLICE_S`` (``run`` starts the next).
 
         It polls again as soon as a poll's records are passed to the event loop, and they reach the
         feed in one loop callback. Through ``AsyncConsumer.consume`` each poll would start only after
@@ -218,7 +225,8 @@ class Feed:
         Nothing else uses the consumer meanwhile: it was assigned before and is closed after.
         """
         cfg = self.hub.settings
-        room = threading.Semaphore(POLLS_IN_FLIGHT)
+        room = self._room
+        deadline = time.monotonic() + POLL_SLICE_S
 
         def handed(msgs: list[Message]) -> None:
             try:
@@ -226,7 +234,7 @@ class Feed:
             finally:
                 room.release()
 
-        while not self.stopping:
+        while not self.stopping and time.monotonic() < deadline:
             if not room.acquire(timeout=cfg.poll_timeout_s):
                 continue
             try:
