@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway import errors
+from gateway.kafka.delivery import Batch, Delivered, DeliveryHook, Outcome, Prepared
 from gateway.kafka.metadata import MetadataCache, TopicInfo
-from gateway.kafka.producer import Batch, Delivered, DeliveryHook, GatewayProducer, Outcome, Prepared
+from gateway.kafka.producer import GatewayProducer
 from gateway.metrics import Metrics
 
 __all__ = [

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.kafka.delivery import Batch, Prepared
 from gateway.kafka.metadata import TopicInfo
-from gateway.kafka.producer import Batch, Prepared
 from gateway.metrics import Metrics
 from gateway.publish import Publisher
 from gateway.settings import QuotaSettings

@@ -20,7 +20,7 @@ import msgspec
 from msgspec import UNSET, Meta, Raw, UnsetType
 
 from gateway import codec, errors
-from gateway.kafka.producer import Prepared
+from gateway.kafka.delivery import Prepared
 
 __all__ = [
     "PLACEHOLDER",

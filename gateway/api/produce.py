@@ -24,8 +24,8 @@ from gateway.api.errors import error_body, error_response, retry_headers, status
 from gateway.api.produce_ndjson import ndjson_results, outcome_body
 from gateway.api.produce_openapi import JSON, MAX_TOPIC_CHARS, NDJSON, OPENAPI_EXTRA, RESPONSES
 from gateway.api.security import RawRoute
+from gateway.kafka.delivery import Batch, Delivered
 from gateway.kafka.metadata import TopicInfo
-from gateway.kafka.producer import Batch, Delivered
 from gateway.lifespan import Runtime
 from gateway.publish import Publisher
 

@@ -14,8 +14,8 @@ from fastapi import Request
 
 from gateway import errors, records
 from gateway.api.errors import error_body
+from gateway.kafka.delivery import Batch, Delivered, Outcome
 from gateway.kafka.metadata import TopicInfo
-from gateway.kafka.producer import Batch, Delivered, Outcome
 from gateway.lifespan import Runtime
 from gateway.publish import InOrder
 

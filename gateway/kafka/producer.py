@@ -17,115 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway import errors
+from gateway.kafka.delivery import Batch, Delivered, DeliveryHook, Outcome, Prepared, kafka_error_to_domain
+
+__all__ = [
+    "Batch",
+    "Delivered",
+    "DeliveryHook",
+    "GatewayProducer",
+    "Outcome",
+    "Prepared",
+    "kafka_error_to_domain",
+]
 
 log = logging.getLogger(__name__)
 
-# librdkafka error codes (see rdkafka.h), named once here.
-_ERR_MSG_TIMED_OUT = KafkaError._MSG_TIMED_OUT
-_ERR_UNKNOWN_PARTITION = KafkaError._UNKNOWN_PARTITION
-_ERR_UNKNOWN_TOPIC = KafkaError._UNKNOWN_TOPIC
-_ERR_TOPIC_NOT_FOUND = KafkaError.UNKNOWN_TOPIC_OR_PART
-_ERR_TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE
-
 # The poll thread wakes at least this often to notice shutdown; deliveries wake it at once.
 POLL_INTERVAL_S = 0.05
-
-# A record ready for ``Producer.produce``: value, key, headers, partition (-1: let the partitioner
-# choose), timestamp (0: now), size in bytes (key + value + headers). A plain tuple, because one is
-# built per record on the hot path.
-Prepared = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, int, int, int]
-
-
-class Delivered(msgspec.Struct):
-    """Where Kafka stored one record; encodes straight to the API's result object."""
-
-    partition: int
-    offset: int
-    timestamp: int
-
-
-Outcome = Delivered | errors.GatewayError
-# What each delivery report means: the error names the metrics count by, and the
-# on_delivery hook (records, bytes, {error name: count}) the producer calls per completed batch.
-DeliveryHook = Callable[[str, int, int, dict[str, int]], None]
-
-
-def kafka_error_to_domain(
-    err: KafkaError, topic: str, partition: int | None = None, retry_after_s: int = 1
-) -> errors.GatewayError:
-    """Translate a librdkafka error into the gateway's vocabulary."""
-    code = err.code()
-    if code == _ERR_MSG_TIMED_OUT:
-        # Timed out after being sent is "possibly persisted" in librdkafka's words: say so.
-        return errors.Unavailable(
-            "Kafka did not acknowledge the record within the delivery timeout; it may or may not have been "
-            "written. Retry (with an Idempotency-Key to be safe).",
-            retry_after_s,
-        )
-    if code in (_ERR_UNKNOWN_TOPIC, _ERR_TOPIC_NOT_FOUND):
-        return errors.TopicNotFound(topic)
-    if code == _ERR_UNKNOWN_PARTITION:
-        return errors.PartitionNotFound(topic, -1 if partition is None or partition < 0 else partition)
-    if code == _ERR_TOO_LARGE:
-        return errors.PayloadTooLarge("Record is larger than Kafka accepts (max.message.bytes).")
-    return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.", retry_after_s)
-
-
-class Batch:
-    """Delivery state of records produced together.
-
-    ``results[i]`` is record i's ``Delivered`` or error once ``future`` (if any) has resolved. The
-    countdown is an ``itertools.count`` because both threads advance it (the poll thread per
-    report, the loop thread once when it is done handing records over); ``next()`` on it is one
-    C call, atomic under the GIL, so whichever thread draws the last number completes the batch.
-    """
-
-    __slots__ = (
-        "_counter",
-        "_last",
-        "bytes",
-        "error_names",
-        "failed",
-        "failed_bytes",
-        "future",
-        "records",
-        "refused",
-        "results",
-        "topic",
-    )
-
-    def __init__(self, topic: str, results: list[Outcome | None], future: asyncio.Future[None] | None) -> None:
-        self.topic = topic
-        self.results = results
-        self.future = future
-        self._counter = itertools.count()
-        self._last = 0  # set by the producer before the first record is handed over
-        self.records = 0  # produced (handed to librdkafka)
-        self.bytes = 0
-        self.failed = 0  # delivery reports with an error (poll thread only)
-        self.failed_bytes = 0
-        self.error_names: dict[str, int] | None = None
-        # Slots that failed before reaching librdkafka (set on the loop thread, never by the poll thread).
-        self.refused: list[int] = []
-
-    def count_down(self) -> bool:
-        return next(self._counter) == self._last
-
-    def outcomes(self) -> list[Outcome]:
-        """Results in input order; only valid once the batch completed."""
-        return self.results  # type: ignore[return-value]
 
 
 class GatewayProducer:

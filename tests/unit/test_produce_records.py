@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import codec, errors, records
-from gateway.kafka.producer import Delivered, GatewayProducer
+from gateway.kafka.delivery import Delivered
+from gateway.kafka.producer import GatewayProducer
 from gateway.publish import IdempotencyStore
 
 DEFAULT = records.Formats()

@@ -19,7 +19,7 @@ from gateway.api.confluent_v2.media import V2, V2_BINARY, V2_JSON, encode, media
 from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
 from gateway.api.errors import error_response, status_and_code
-from gateway.kafka.producer import Outcome
+from gateway.kafka.delivery import Outcome
 from gateway.lifespan import Runtime
 from gateway.publish import Publisher
 

@@ -22,8 +22,8 @@ from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
 from gateway.api.errors import error_body, error_response
 from gateway.api.produce import DuplexStreamingResponse
+from gateway.kafka.delivery import Batch, Outcome, Prepared
 from gateway.kafka.metadata import TopicInfo
-from gateway.kafka.producer import Batch, Outcome, Prepared
 from gateway.lifespan import Runtime
 from gateway.publish import InOrder, Publisher
 

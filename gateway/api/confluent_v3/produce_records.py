@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway import codec, errors, records
-from gateway.kafka.producer import Prepared
+from gateway.kafka.delivery import Prepared
 
 DataType = Literal["BINARY", "JSON", "STRING"]
 
