@@ -12,8 +12,8 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Response
 
 from gateway import codec, errors, sse
+from gateway.api.admin.client import cluster_admin
 from gateway.api.deps import RuntimeDep
-from gateway.kafka.admin import ClusterAdmin
 
 router = APIRouter(tags=["consume"])
 
@@ -145,7 +145,7 @@ async def offsets(
     timestamp: Annotated[str | None, Query(description="Epoch milliseconds or RFC 3339")] = None,
 ) -> Response:
     info = await rt.metadata.topic(topic)
-    admin = ClusterAdmin(rt.admin, rt.executor, rt.settings.request_timeout_s)
+    admin = cluster_admin(rt)
     parts = range(info.partitions)
     if timestamp is not None:
         try:

@@ -12,18 +12,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from gateway import errors
+from gateway.api.admin.client import cluster_admin
 from gateway.api.confluent_v2.docs import E406
 from gateway.api.confluent_v2.media import V2, negotiate_generic, v2_response
 from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
-from gateway.kafka.admin import ClusterAdmin
-from gateway.lifespan import Runtime
 
 router = APIRouter(tags=["confluent v2"])
-
-
-def cluster_admin(rt: Runtime) -> ClusterAdmin:
-    return ClusterAdmin(rt.admin, rt.executor, rt.settings.request_timeout_s)
 
 
 def _partition_json(p: Any) -> dict[str, Any]:

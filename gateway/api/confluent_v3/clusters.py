@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.api.confluent_v2.metadata import cluster_admin
+from gateway.api.admin.client import cluster_admin
 from gateway.api.confluent_v3.links import (
     E_503,
     E_CLUSTER,

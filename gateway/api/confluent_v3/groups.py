@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from gateway.api.confluent_v2.metadata import cluster_admin
+from gateway.api.admin.client import cluster_admin
 from gateway.api.confluent_v3.links import E_503, E_CLUSTER, JSON, ClusterId, Links, json_response, links_for
 from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs

@@ -9,7 +9,7 @@ from fastapi import Path, Request
 from fastapi.responses import Response
 
 from gateway import errors
-from gateway.api.confluent_v2.metadata import cluster_admin
+from gateway.api.admin.client import cluster_admin
 from gateway.kafka.admin import ClusterAdmin
 from gateway.lifespan import Runtime
 

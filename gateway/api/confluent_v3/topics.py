@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import msgspec
@@ -11,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway import errors, records
-from gateway.api.confluent_v2.metadata import cluster_admin
+from gateway.api.admin.client import cluster_admin
+from gateway.api.admin.topics import settle_topic
 from gateway.api.confluent_v3.links import E_503, E_CLUSTER, JSON, ClusterId, Links, Topic, json_response, links_for
 from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
@@ -19,9 +19,6 @@ from gateway.kafka.admin import TopicDetail
 from gateway.lifespan import Runtime
 
 router = APIRouter(prefix="/v3", tags=["confluent v3"])
-
-# After create/delete, how long to wait for the metadata cache to show it, so the next request does.
-METADATA_SETTLE_S = 3.0
 
 
 def _topic_json(links: Links, name: str, internal: bool, partitions: int, rf: int) -> dict[str, Any]:
@@ -117,16 +114,6 @@ class CreateTopicBody(msgspec.Struct, forbid_unknown_fields=True):
     validate_only: bool = False
 
 
-async def _settle(rt: Runtime, name: str, present: bool) -> None:
-    """Wait (bounded) until the metadata cache agrees, so the very next request sees the change."""
-    deadline = time.monotonic() + METADATA_SETTLE_S
-    while time.monotonic() < deadline:
-        await rt.metadata.refresh()
-        if (name in rt.metadata.topics) == present:
-            return
-        await asyncio.sleep(0.05)
-
-
 @router.post(
     "/clusters/{cluster_id}/topics",
     summary="Confluent v3: create a topic",
@@ -171,7 +158,7 @@ async def create_topic(request: Request, rt: RuntimeDep, cluster_id: ClusterId) 
         rf = body.replication_factor or 0
         return json_response(_topic_json(links, name, False, body.partitions_count or 0, rf), 201)
     await admin.create_topic(name, body.partitions_count, body.replication_factor, configs)
-    await _settle(rt, name, True)
+    await settle_topic(rt, name, True)
     detail = await admin.describe_topic(name)
     return json_response(_detail_json(links, detail), 201)
 
@@ -185,5 +172,5 @@ async def create_topic(request: Request, rt: RuntimeDep, cluster_id: ClusterId) 
 async def delete_topic(request: Request, rt: RuntimeDep, cluster_id: ClusterId, topic: Topic) -> Response:
     await links_for(request, rt, cluster_id)
     await cluster_admin(rt).delete_topic(topic)
-    await _settle(rt, topic, False)
+    await settle_topic(rt, topic, False)
     return Response(status_code=204)
