@@ -154,7 +154,7 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
             metadata=metadata,
             producer=producer,
             # Charges per-principal produce quotas (gateway/quotas.py) on every produce path; with tracing
-            # on, also makes a span per batch and writes trace headers into its records (gateway/tracing.py).
+            # on, also makes a span per batch and writes trace headers into its records (gateway/tracing/).
             publisher=(MeteredPublisher if tracing is None else tracing.publisher)(producer, metadata),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,

@@ -158,7 +158,7 @@ class QuotaSettings(BaseModel):
 
 
 class TracingSettings(BaseModel):
-    """OpenTelemetry spans and W3C trace context in records (gateway/tracing.py; the ``tracing`` extra).
+    """OpenTelemetry spans and W3C trace context in records (gateway/tracing/; the ``tracing`` extra).
 
     Unset fields defer to the standard variables the OpenTelemetry SDK reads (``OTEL_SERVICE_NAME``,
     ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``, ...).
