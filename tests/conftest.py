@@ -6,6 +6,7 @@ The broker comes from ``localkafka`` (Kafka's own jars from Maven Central) unles
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from gateway.app import create_app
 from gateway.settings import Settings
 from localkafka import KafkaCluster
-from tests.helpers import GatewayProcess
+from tests.helpers import AccessLines, GatewayProcess
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +107,15 @@ def gateway(bootstrap: str) -> Iterator[GatewayProcess]:
     """A live ``python -m gateway`` on a free port, shared by the session."""
     with GatewayProcess(bootstrap) as gw:
         yield gw
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLines]:
+    """The access log lines written while the test runs."""
+    handler = AccessLines()
+    log = logging.getLogger("gateway.access")
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -126,3 +128,17 @@ def record_events(source: EventSource) -> Iterator[ServerSentEvent]:
     for event in source.iter_sse():
         if event.data or event.event != "message":
             yield event
+
+
+class AccessLines(logging.Handler):
+    """Captures the gateway's access log lines (logger ``gateway.access``) of in-process apps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def parsed(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.helpers import GatewayProcess
+from tests.helpers import AccessLines, GatewayProcess
 
 pytestmark = pytest.mark.anyio
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def access_log() -> Iterator[_Lines]:
-    handler = _Lines()
-    log = logging.getLogger("gateway.access")
-    log.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
 
 
 def _sample(metrics: str, name: str, **labels: str) -> float | None:
@@ -82,7 +61,7 @@ async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> N
 
 
 async def test_one_json_log_line_per_request_without_secrets(
-    client: httpx.AsyncClient, topic: str, access_log: _Lines
+    client: httpx.AsyncClient, topic: str, access_log: AccessLines
 ) -> None:
     r = await client.get(
         f"/topics/{topic}/offsets",

@@ -4,7 +4,6 @@ receiver on 127.0.0.1, and W3C trace context in the records Kafka stores (read b
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.helpers import GatewayProcess, read_all
+from tests.helpers import AccessLines, GatewayProcess, read_all
 from tests.integration.sse_support import stream, take
 
 pytestmark = pytest.mark.anyio
@@ -142,32 +141,12 @@ def traceparent(msg: Message) -> str:
     return found[0]
 
 
-class _AccessLines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
-
-
-@pytest.fixture
-def access_lines() -> Iterator[_AccessLines]:
-    handler = _AccessLines()
-    log = logging.getLogger("gateway.access")
-    log.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-
-
 def sampled_flag(msg: Message) -> int:
     return int(traceparent(msg).rsplit("-", 1)[1], 16) & 1
 
 
 async def test_produce_writes_its_span_context_into_each_record_and_exports_parented_spans(
-    make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver, access_lines: _AccessLines
+    make_client: Callable[..., Any], bootstrap: str, topic: str, receiver: Receiver, access_log: AccessLines
 ) -> None:
     body = {
         "records": [
@@ -203,7 +182,7 @@ async def test_produce_writes_its_span_context_into_each_record_and_exports_pare
     assert server.attributes["http.request.method"] == "POST"
     assert server.attributes["http.response.header.x-request-id"] == [request_id]
     # The access log line names the same trace.
-    (line,) = [x for x in access_lines.lines if x["request_id"] == request_id]
+    (line,) = [x for x in access_log.parsed() if x["request_id"] == request_id]
     assert line["trace_id"] == TRACE_ID
     # The record's traceparent names the gateway's produce span, a child of the request's span.
     assert (send.kind, send.trace_id, send.span_id, send.parent) == (PRODUCER, TRACE_ID, span_id, server.span_id)
@@ -303,7 +282,7 @@ async def test_sampling_is_parent_based(
 
 
 async def test_with_tracing_off_no_trace_header_is_added(
-    client: httpx.AsyncClient, bootstrap: str, topic: str, access_lines: _AccessLines
+    client: httpx.AsyncClient, bootstrap: str, topic: str, access_log: AccessLines
 ) -> None:
     r = await client.post(
         f"/topics/{topic}/records",
@@ -311,7 +290,7 @@ async def test_with_tracing_off_no_trace_header_is_added(
         headers={"traceparent": INCOMING},
     )
     assert r.status_code == 200
-    (line,) = [x for x in access_lines.lines if x["request_id"] == r.headers["x-request-id"]]
+    (line,) = [x for x in access_log.parsed() if x["request_id"] == r.headers["x-request-id"]]
     assert "trace_id" not in line
     msgs = by_offset(read_all(bootstrap, topic, 2))
     assert [headers_of(m) for m in msgs] == [[], [("h", b"v")]]
