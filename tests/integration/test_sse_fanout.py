@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tests.helpers import GatewayProcess
 from tests.integration.sse_support import Event, metric, produce, stream, take, wait_until
@@ -61,6 +62,20 @@ def _slow_client(url: str, topic: str) -> socket.socket:
     return sock
 
 
+def _read_while_producing(
+    fast: Any, bootstrap: str, topic: str, value: bytes, n: int, per_batch: int
+) -> tuple[list[Event], threading.Thread]:
+    """Read ``n`` events from ``fast`` on a thread while producing them in paced batches, so the reading
+    client (Python parsing large events on a busy 2-core host) keeps up. Join the thread, then check."""
+    received: list[Event] = []
+    reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
+    reader.start()
+    for _ in range(n // per_batch):
+        produce(bootstrap, topic, [(b"k", value)] * per_batch)
+        time.sleep(0.05)
+    return received, reader
+
+
 def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
@@ -74,13 +89,7 @@ def test_a_slow_subscriber_is_evicted_and_the_others_keep_their_pace(
             with stream(gw.url, topic) as fast:
                 wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
                 assert metric(gw.url, "gateway_sse_shared_consumers") == 1
-                received: list[Event] = []
-                reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
-                reader.start()
-                # Paced, so the reading client (Python parsing 2 KB events on a busy 2-core host) keeps up.
-                for _ in range(n // 250):
-                    produce(bootstrap, topic, [(b"k", payload)] * 250)
-                    time.sleep(0.05)
+                received, reader = _read_while_producing(fast, bootstrap, topic, payload, n, 250)
                 reader.join(70)
                 # The fast subscriber got everything while the slow one was not reading at all.
                 assert [e.data["offset"] for e in received] == list(range(n))
@@ -106,12 +115,7 @@ def test_the_shared_consumer_never_waits_for_a_stalled_client(bootstrap: str, ne
         try:
             with stream(gw.url, topic) as fast:
                 wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
-                received: list[Event] = []
-                reader = threading.Thread(target=lambda: received.extend(take(fast, 2000, timeout_s=60)))
-                reader.start()
-                for _ in range(20):
-                    produce(bootstrap, topic, [(b"k", b'"' + b"y" * 4000 + b'"')] * 100)
-                    time.sleep(0.05)
+                received, reader = _read_while_producing(fast, bootstrap, topic, b'"' + b"y" * 4000 + b'"', 2000, 100)
                 reader.join(70)
                 assert [e.event for e in received] == ["record"] * 2000
                 # A live record after the flood still arrives promptly (no timing assertion: it arrives).
@@ -140,12 +144,7 @@ def test_a_write_stuck_past_the_send_timeout_ends_that_stream_and_no_other(
         try:
             with stream(gw.url, topic, read_timeout_s=30) as fast:
                 wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 2, 10)
-                received: list[Event] = []
-                reader = threading.Thread(target=lambda: received.extend(take(fast, n, timeout_s=60)))
-                reader.start()
-                for _ in range(n // 250):
-                    produce(bootstrap, topic, [(b"k", payload)] * 250)
-                    time.sleep(0.05)
+                received, reader = _read_while_producing(fast, bootstrap, topic, payload, n, 250)
                 # The stalled stream is closed (not evicted: its buffer never filled) ...
                 wait_until(lambda: metric(gw.url, "gateway_sse_streams", mode="shared") == 1, 20)
                 reader.join(70)
