@@ -17,7 +17,6 @@ import itertools
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -25,7 +24,8 @@ from urllib.parse import parse_qsl, quote
 
 import msgspec
 
-from gateway import errors
+from gateway import access_log, errors
+from gateway.access_log import ACCESS_LOGGER
 from gateway.kafka.admin import ClusterAdmin
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -36,7 +36,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ACCESS_LOGGER = "gateway.access"
 REQUEST_ID_HEADER = b"x-request-id"
 # Where the tracing middleware (outside this one) leaves the request's trace id for the access log.
 TRACE_ID_SCOPE_KEY = "gateway.trace_id"
@@ -189,26 +188,9 @@ class ObservabilityMiddleware:
             self.metrics.note_consumed_group(str(group))
 
 
-class _MessageOnly(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return record.getMessage()
-
-
-def configure_access_log(enabled: bool) -> None:
-    """The access logger writes its JSON lines bare to stderr, whatever format the root logger uses."""
-    log = logging.getLogger(ACCESS_LOGGER)
-    log.propagate = False
-    log.setLevel(logging.INFO if enabled else logging.WARNING)
-    if not any(getattr(h, "_gateway_access", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_MessageOnly())
-        handler._gateway_access = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-
-
 def install(app: Any, settings: Settings, metrics: Metrics) -> None:
     """Add the middleware to a FastAPI/Starlette app (outermost of the app's own middleware)."""
-    configure_access_log(settings.access_log)
+    access_log.configure(settings.access_log)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, access_log=settings.access_log)
 
 

@@ -23,7 +23,7 @@ from gateway import codec, errors, records
 from gateway.api.errors import error_body, error_response, retry_headers, status_and_code
 from gateway.api.produce_ndjson import ndjson_results, outcome_body
 from gateway.api.produce_openapi import JSON, MAX_TOPIC_CHARS, NDJSON, OPENAPI_EXTRA, RESPONSES
-from gateway.api.security import RawRoute
+from gateway.api.raw_route import RawRoute
 from gateway.kafka.delivery import Batch, Delivered
 from gateway.kafka.metadata import TopicInfo
 from gateway.lifespan import Runtime

@@ -16,6 +16,7 @@ from starlette.convertors import Convertor
 from starlette.routing import Mount, compile_path
 from starlette.types import Scope
 
+from gateway.api.raw_route import RawRoute
 from gateway.auth.policy import Access, Rule, classify
 
 # (method, path) -> matched route and its path parameters; bounded, cleared when full.
@@ -33,17 +34,22 @@ class Plan:
     stream: bool
     # The consumer-instance rule and its path parameters, if the request reaches one.
     consumer: tuple[Rule, dict[str, Any]] | None
+    # The route and its path parameters when the one route the request reaches can answer it
+    # without FastAPI's router (gateway/api/raw_route.py).
+    direct: tuple[RawRoute, dict[str, Any]] | None = None
 
     @classmethod
-    def of(cls, found: list[tuple[Rule | None, dict[str, Any]]]) -> Plan:
-        known = tuple((rule, params) for rule, params in found if rule is not None)
+    def of(cls, found: list[tuple[Rule | None, dict[str, Any], RawRoute | None]]) -> Plan:
+        known = tuple((rule, params) for rule, params, _ in found if rule is not None)
         consumer = next(((r, p) for r, p in known if r.access is Access.CONSUMER), None)
+        (_, params, route) = found[0]
         return cls(
             matches=known,
             unclassified=len(known) < len(found),
             open=all(rule.access is Access.OPEN for rule, _ in known),
             stream=any(rule.stream for rule, _ in known),
             consumer=consumer,
+            direct=(route, params) if route is not None and len(found) == 1 else None,
         )
 
 
@@ -55,6 +61,8 @@ class RouteEntry:
     rules: dict[str, Rule | None] | None
     path: str = ""
     tags: tuple[str, ...] = ()
+    # Set for a route that answers by itself (``RawRoute.serve``).
+    direct: RawRoute | None = None
 
 
 def route_table(app: Any) -> list[RouteEntry]:
@@ -69,7 +77,9 @@ def route_table(app: Any) -> list[RouteEntry]:
             continue
         regex, _, convertors = compile_path(path)
         methods = {"GET" if m == "HEAD" else m for m in (ctx.methods or ())}
-        table.append(RouteEntry(regex, convertors, {m: classify(m, path, tags) for m in methods}))
+        route = ctx.original_route
+        direct = route if isinstance(route, RawRoute) else None
+        table.append(RouteEntry(regex, convertors, {m: classify(m, path, tags) for m in methods}, direct=direct))
     return table
 
 
@@ -96,14 +106,14 @@ class RouteMatcher:
         plan = self._matches.get(key, _NO_PLAN)
         if plan is not _NO_PLAN:
             return plan  # type: ignore[return-value]
-        found: list[tuple[Rule | None, dict[str, Any]]] = []
+        found: list[tuple[Rule | None, dict[str, Any], RawRoute | None]] = []
         for entry in self._table(scope["app"]):
             m = entry.regex.match(scope["path"])
             if m is None or (entry.rules is not None and method not in entry.rules):
                 continue
             params = {k: entry.convertors[k].convert(v) for k, v in m.groupdict().items()}
             rule = entry.rules[method] if entry.rules is not None else classify(method, entry.path, entry.tags)
-            found.append((rule, params))
+            found.append((rule, params, entry.direct))
         plan = Plan.of(found) if found else None
         if len(self._matches) >= MATCH_CACHE_SIZE:
             self._matches.clear()

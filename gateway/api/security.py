@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import errors
 from gateway.api.errors import error_response
 from gateway.api.owners import ConsumerOwners
-from gateway.api.route_table import MATCH_CACHE_SIZE, RouteMatcher
+from gateway.api.raw_route import VETTED
+from gateway.api.route_table import MATCH_CACHE_SIZE, Plan, RouteMatcher
 from gateway.auth import Authenticator, bearer
 from gateway.auth.policy import Rule, authorize, named_topics
 from gateway.auth.principals import ANONYMOUS, Principal
@@ -52,8 +51,6 @@ CORS_ALLOW_HEADERS = (
 )  # fmt: skip
 CORS_EXPOSE_HEADERS = ("Retry-After", "X-Request-ID", "Idempotency-Replayed", "WWW-Authenticate")
 CORS_MAX_AGE_S = 600
-# Set on the scope once this middleware has let a request through to a route it knows (see ``vetted``).
-VETTED = "gateway.security.vetted"
 
 
 def _is_loopback(host: str) -> bool:
@@ -94,7 +91,7 @@ class SecurityMiddleware:
                 self._deny_unclassified(scope)
             if plan.open:
                 scope[VETTED] = True
-                await self.app(scope, receive, send)
+                await self._forward(plan, scope, receive, send)
                 return
             token = bearer(_header(scope, b"authorization"))
             if token is None and plan.stream:
@@ -115,15 +112,23 @@ class SecurityMiddleware:
             return
         scope[VETTED] = True
         if limits.unlimited:
-            await self.app(scope, receive, send)
+            await self._forward(plan, scope, receive, send)
             return
-        await self._metered(scope, receive, send, plan.stream, principal, limits)
+        await self._metered(plan, scope, receive, send, principal, limits)
+
+    async def _forward(self, plan: Plan, scope: Scope, receive: Receive, send: Send) -> None:
+        # A route that can answer by itself skips FastAPI's router (gateway/api/raw_route.py).
+        if plan.direct is not None:
+            route, params = plan.direct
+            await route.serve(scope, receive, send, dict(params))
+        else:
+            await self.app(scope, receive, send)
 
     async def _metered(
-        self, scope: Scope, receive: Receive, send: Send, stream: bool, principal: Principal, limits: Limits
+        self, plan: Plan, scope: Scope, receive: Receive, send: Send, principal: Principal, limits: Limits
     ) -> None:
         book = self.quotas
-        streaming = stream and limits.max_streams is not None
+        streaming = plan.stream and limits.max_streams is not None
         if streaming:
             try:
                 book.open_stream(principal.name, limits)
@@ -132,7 +137,7 @@ class SecurityMiddleware:
                 return
         reset = current_meter.set(Meter(book, principal.name, limits))
         try:
-            await self.app(scope, receive, send)
+            await self._forward(plan, scope, receive, send)
         finally:
             current_meter.reset(reset)
             if streaming:
@@ -220,27 +225,6 @@ def _take_access_token(scope: Scope) -> str | None:
             kept.append((key, value))
     scope["query_string"] = urlencode(kept).encode("latin-1")
     return token or None
-
-
-class RawRoute(APIRoute):
-    """A route whose endpoint is ``async def f(request: Request) -> Response``, called directly.
-
-    FastAPI's own handler solves dependencies and serialises per request even for such an endpoint;
-    on the produce route that cost as much CPU as the produce itself (bench/RESULTS.md). This handler
-    skips it, so it runs the ``vetted`` backstop itself. The route is still an ``APIRoute``: OpenAPI,
-    the security table and the route template in metrics see it as before.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            if not request.scope.get(VETTED):
-                raise errors.Forbidden("This route is not open to any principal.")
-            response: Response = await endpoint(request)
-            return response
-
-        return handler
 
 
 async def vetted(request: Request) -> None:

@@ -46,6 +46,30 @@ async def test_requests_are_counted_by_route_template_and_status(client: httpx.A
     assert topic not in "\n".join(line for line in text.splitlines() if line.startswith("gateway_http_"))
 
 
+async def test_produce_requests_are_counted_and_logged_by_route_template(
+    client: httpx.AsyncClient, topic: str, access_log: AccessLines
+) -> None:
+    # The produce route is answered without FastAPI's router (gateway/api/raw_route.py): its
+    # requests must still carry the route template, the topic and the status everywhere.
+    template = "/topics/{topic}/records"
+    before = (await client.get("/metrics")).text
+    base = {s: _sample(before, "gateway_http_requests_total", method="POST", route=template, status=s) or 0
+            for s in ("200", "404", "422")}  # fmt: skip
+    ok = await client.post(f"/topics/{topic}/records", json={"value": 1}, headers={"x-request-id": "prod-ok"})
+    missing = await client.post("/topics/no-such-topic-obs/records", json={"value": 1})
+    bad = await client.post(f"/topics/{topic}/records", json={"records": [{"value": 1}, {"partition": "x"}]})
+    assert (ok.status_code, missing.status_code, bad.status_code) == (200, 404, 422)
+    assert ok.headers["x-request-id"] == "prod-ok"
+    assert missing.json()["error_code"] == 40401 and bad.json()["error_code"] == 42201
+
+    text = (await client.get("/metrics")).text
+    for status in ("200", "404", "422"):
+        got = _sample(text, "gateway_http_requests_total", method="POST", route=template, status=status)
+        assert got == base[status] + 1, status
+    (line,) = [x for x in access_log.parsed() if x["request_id"] == "prod-ok"]
+    assert (line["route"], line["topic"], line["status"], line["method"]) == (template, topic, 200, "POST")
+
+
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz", headers={"x-request-id": "abc-123.x"})
     assert r.headers["x-request-id"] == "abc-123.x"
