@@ -7,6 +7,7 @@ its delivery report says it was written, exactly what the gateway waits for befo
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -97,6 +98,60 @@ def produce(bootstrap: str, topic: str, pairs: Sequence[tuple[bytes | None, byte
     producer.flush(120)
     elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
     return NativeResult(delivered, failed, elapsed, cpu)
+
+
+def produce_awaited_batches(
+    bootstrap: str, topic: str, pairs: Sequence[tuple[bytes | None, bytes]], clients: int, seconds: float
+) -> NativeResult:
+    """The gateway's load shape without HTTP: ``clients`` threads, each producing all of ``pairs`` and
+    waiting for their delivery reports before the next batch, for ``seconds``; one thread polls.
+
+    A Python service that takes batches from its callers and answers each once Kafka acknowledged it
+    does this. It is not the target's reference (``produce``, the client's own ceiling), but says how much
+    of the gap is the gateway and how much is the load shape: at most clients * len(pairs) records are
+    ever outstanding, so librdkafka's requests are far smaller than in a tight loop.
+    """
+    producer = Producer(native_producer_config(bootstrap))
+    producer.list_topics(topic, timeout=10)
+    stop = threading.Event()
+    counts = [0] * clients
+    failed = [0] * clients
+
+    def poller() -> None:
+        while not stop.is_set():
+            producer.poll(0.05)
+
+    def client(c: int) -> None:
+        produce_ = producer.produce
+        while not stop.is_set():
+            left = [len(pairs)]
+            done = threading.Event()
+
+            def on_delivery(err: Any, _msg: Any, left: list[int] = left, done: threading.Event = done) -> None:
+                if err is not None:
+                    failed[c] += 1
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set()
+
+            for key, value in pairs:
+                produce_(topic, value, key, on_delivery=on_delivery)
+            if not done.wait(30):
+                break
+            counts[c] += len(pairs)
+
+    threads = [threading.Thread(target=poller, daemon=True)]
+    threads += [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    t0, c0 = time.monotonic(), time.process_time()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(35)
+    elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
+    producer.flush(30)
+    return NativeResult(sum(counts) - sum(failed), sum(failed), elapsed, cpu)
 
 
 def sequential_latencies(bootstrap: str, topic: str, key: bytes, value: bytes, seconds: float) -> list[float]:
