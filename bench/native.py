@@ -114,11 +114,12 @@ def produce_awaited_batches(
     producer = Producer(native_producer_config(bootstrap))
     producer.list_topics(topic, timeout=10)
     stop = threading.Event()
+    stop_polling = threading.Event()
     counts = [0] * clients
     failed = [0] * clients
 
     def poller() -> None:
-        while not stop.is_set():
+        while not stop_polling.is_set():
             producer.poll(0.05)
 
     def client(c: int) -> None:
@@ -140,16 +141,19 @@ def produce_awaited_batches(
                 break
             counts[c] += len(pairs)
 
-    threads = [threading.Thread(target=poller, daemon=True)]
-    threads += [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    polling = threading.Thread(target=poller, daemon=True)
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    polling.start()
     t0, c0 = time.monotonic(), time.process_time()
     for t in threads:
         t.start()
     time.sleep(seconds)
     stop.set()
-    for t in threads:
+    for t in threads:  # each finishes the batch it is waiting for, which counts
         t.join(35)
     elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
+    stop_polling.set()
+    polling.join(5)
     producer.flush(30)
     return NativeResult(sum(counts) - sum(failed), sum(failed), elapsed, cpu)
 
