@@ -12,7 +12,9 @@ Starlette's router does (``gateway.api.route_table``), classifies it with ``gate
    creator may use it: ``gateway.api.owners``);
 4. the principal goes on ``request.state.principal`` (``gateway.auth.principals.principal_of``) and,
    when it has a rate quota, on ``gateway.quotas.current_meter`` for ``MeteredPublisher``; a stream route
-   counts against the principal's concurrent-stream quota for as long as its response lasts.
+   counts against the principal's concurrent-stream quota for as long as its response lasts;
+5. a request for a route that answers by itself (``RawRoute``: the produce route) goes straight to it,
+   since its route is matched here already; every other request goes on through FastAPI's router.
 
 ``access_token`` (SSE only) is removed from the query string before anything downstream sees it.
 CORS is Starlette's ``CORSMiddleware`` outside this one, so preflight requests need no credential.
@@ -161,7 +163,7 @@ class SecurityMiddleware:
         key = f"{scope['method']} {scope['path']}"
         if len(self._warned) < MATCH_CACHE_SIZE and key not in self._warned:
             self._warned.add(key)
-            log.error("%s reaches a route not classified in gateway.auth.RULES; refused", key)
+            log.error("%s reaches a route not classified in gateway.auth.policy.RULES; refused", key)
         self.metrics.auth_failures.labels("unclassified").inc()
         raise errors.Forbidden("This route is not open to any principal.")
 
