@@ -266,18 +266,17 @@ def sse(bench: Bench) -> None:
     with bench.meter(None) as mn:
         n = native.consume(bench.bootstrap, topic, 3, s.sse_records)
     bench.report.usage("4 sse, native consumer", mn.usage, "python (native)")
-    bench.report.row(
-        f"4 SSE 1 subscriber from earliest, {s.sse_records} records",
-        "records/s",
-        g.rate,
-        n.rate,
-        "native",
-        target=(">=ratio", 0.8),
-    )
-    bench.report.row(
-        f"4 SSE 1 subscriber from earliest, {s.sse_records} records", CPU_PER_RECORD,
-        m.usage.gateway_cpu_s / max(g.records, 1) * 1e6, n.cpu_us, "native",
-    )  # fmt: skip
+    with bench.meter(None) as mc:
+        nc = native.consume(bench.bootstrap, topic, 3, s.sse_records, connected=True)
+    bench.report.usage("4 sse, native consumer, connected first", mc.usage, "python (native)")
+    row = f"4 SSE 1 subscriber from earliest, {s.sse_records} records"
+    gateway_cpu = m.usage.gateway_cpu_s / max(g.records, 1) * 1e6
+    # The target's row compares end to end: a new reader, its start-up included (the gateway's consumer
+    # is pooled, a new native one connects first). The second compares with a consumer already connected.
+    bench.report.row(row, "records/s", g.rate, n.rate, "native, new consumer", target=(">=ratio", 0.8))
+    bench.report.row(row, CPU_PER_RECORD, gateway_cpu, n.cpu_us, "native, new consumer")
+    bench.report.row(row, "records/s", g.rate, nc.rate, "native, connected consumer")
+    bench.report.row(row, CPU_PER_RECORD, gateway_cpu, nc.cpu_us, "native, connected consumer")
 
 
 def first_event(bench: Bench) -> None:

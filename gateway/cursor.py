@@ -105,8 +105,15 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _varint_bytes(n: int) -> bytes:
+    # Offsets below 2**28 (nearly all) without a Python loop: this runs once per SSE event.
     if n < 0x80:
         return bytes((n,))
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
     out = bytearray()
     _varint(n, out)
     return bytes(out)

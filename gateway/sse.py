@@ -44,6 +44,10 @@ def _field(name: bytes, data: bytes | None, fmt: codec.Format) -> bytes:
         )  # fmt: skip
 
 
+_RECORD = b'{"topic":%b,"partition":%d,"offset":%d,"timestamp":%d,"key":%b,"value":%b,"headers":%b}'
+_RECORD_FIELDS = b'{"topic":%b,"partition":%d,"offset":%d,"timestamp":%d,%b,%b,"headers":%b}'
+
+
 def record_data(
     topic_json: bytes,
     partition: int,
@@ -61,15 +65,28 @@ def record_data(
         if headers
         else b"{}"
     )
-    return b"".join(
-        (
-            b'{"topic":', topic_json,
-            b',"partition":%d,"offset":%d,"timestamp":%d,' % (partition, offset, timestamp),
-            _field(b"key", key, key_format), b",",
-            _field(b"value", value, value_format),
-            b',"headers":', hdrs, b"}",
+    try:
+        # The common case in one formatting step: both fields decode in their format.
+        return _RECORD % (
+            topic_json,
+            partition,
+            offset,
+            timestamp,
+            codec.decode(key, key_format),
+            codec.decode(value, value_format),
+            hdrs,
         )
-    )  # fmt: skip
+    except codec.DecodeFailure:
+        pass
+    return _RECORD_FIELDS % (
+        topic_json,
+        partition,
+        offset,
+        timestamp,
+        _field(b"key", key, key_format),
+        _field(b"value", value, value_format),
+        hdrs,
+    )
 
 
 def frame(cursor: str | bytes, data: bytes, tombstone: bool) -> bytes:
