@@ -14,7 +14,15 @@ from confluent_kafka.admin import ConfigResource, NewTopic, OffsetSpec, Resource
 
 from gateway.kafka.admin.calls import AdminCalls, broker_of, kafka_error, to_domain
 
-_LEADER_MOVING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+# Leadership in flux (a new topic, a leader moving): passes within milliseconds. The epoch errors are what
+# a broker answers while its view of the partition's leader epoch and the client's differ, e.g. a
+# ListOffsets right after CreateTopics ("Leader epoch is newer than broker epoch": a 503 in CI once).
+_LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
+}
 LEADER_RETRY_S = 0.05
 
 
