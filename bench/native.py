@@ -201,7 +201,8 @@ def consume(
             "fetch.wait.max.ms": "50",
             # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) once its prefetch queue
             # holds queued.min.messages; a reader draining faster than the fetcher then stalls for a whole
-            # second, in about half the runs here (105k against 250k+ records/s between identical runs).
+            # second in some runs (105k against 250k+ records/s between identical runs here;
+            # `python -m bench.probes consumer-start` shows it).
             # A reader built for throughput sets it low. (The gateway keeps the default: it drains slower
             # than the fetcher, and 10 ms made no difference to it in paired runs.)
             "fetch.queue.backoff.ms": "10",
