@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 import zlib
 from collections.abc import Mapping
 
@@ -70,18 +71,18 @@ class Builder:
     def __init__(self, topic: str, positions: Mapping[int, int]) -> None:
         self._seed = zlib.crc32(topic.encode())
         parts = sorted(positions)
-        self._index = {p: i for i, p in enumerate(parts)}
+        # Piece 0 is the head (version, count); piece i + 1 belongs to the i-th partition.
+        self._index = {p: i + 1 for i, p in enumerate(parts)}
         head = bytearray((VERSION,))
         _varint(len(parts), head)
-        self._head = bytes(head)
-        self._deltas: list[bytes] = []
+        self._deltas: list[bytes] = [b""]
         prev = 0
         for p in parts:
             delta = bytearray()
             _varint(p - prev, delta)
             self._deltas.append(bytes(delta))
             prev = p
-        self._pieces = [self._deltas[i] + _varint_bytes(positions[p]) for i, p in enumerate(parts)]
+        self._pieces = [bytes(head)] + [self._deltas[i] + _varint_bytes(positions[p]) for p, i in self._index.items()]
 
     def __contains__(self, partition: int) -> bool:
         return partition in self._index
@@ -95,12 +96,34 @@ class Builder:
         return self.token_bytes().decode("ascii")
 
     def token_bytes(self) -> bytes:
-        """The token as ASCII bytes, ready for an ``id:`` line (the per-event hot path)."""
-        body = self._head + b"".join(self._pieces)
-        raw = body + zlib.crc32(body, self._seed).to_bytes(4, "big")
-        return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=")
+        """The token as ASCII bytes, ready for an ``id:`` line."""
+        body = b"".join(self._pieces)
+        return _b64(body + _crc_bytes(_crc32(body, self._seed)), newline=False).translate(_URLSAFE, b"=")
+
+    def step(self, partition: int, n: int) -> bytes:
+        """``advance(partition, n)`` and then ``token_bytes()``, in one call: the per-event hot path
+        of an SSE stream, so the common varint lengths are written inline."""
+        i = self._index[partition]
+        if n < 0x4000:
+            v = bytes((n,)) if n < 0x80 else bytes((n & 0x7F | 0x80, n >> 7))
+        elif n < 0x10000000:
+            v = (
+                bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+                if n < 0x200000
+                else bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
+            )
+        else:
+            v = _varint_bytes(n)
+        pieces = self._pieces
+        pieces[i] = self._deltas[i] + v
+        body = b"".join(pieces)
+        return _b64(body + _crc_bytes(_crc32(body, self._seed)), newline=False).translate(_URLSAFE, b"=")
 
 
+_b64 = binascii.b2a_base64
+_crc32 = zlib.crc32
+_crc_bytes = struct.Struct(">I").pack
+# Standard to URL-safe alphabet; the translation also deletes the padding ("=" appears nowhere else).
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 

@@ -60,11 +60,7 @@ def record_data(
     value_format: codec.Format,
 ) -> bytes:
     """The JSON ``data`` of one record event, on one line."""
-    hdrs = (
-        _enc({name: (v.decode("utf-8", "replace") if v is not None else None) for name, v in headers})
-        if headers
-        else b"{}"
-    )
+    hdrs = headers_json(headers) if headers else b"{}"
     try:
         # The common case in one formatting step: both fields decode in their format.
         return _RECORD % (
@@ -87,6 +83,11 @@ def record_data(
         _field(b"value", value, value_format),
         hdrs,
     )
+
+
+def headers_json(headers: list[tuple[str, bytes | None]]) -> bytes:
+    """Record headers as one JSON object of UTF-8 text (a repeated name keeps its last value)."""
+    return _enc({name: (v.decode("utf-8", "replace") if v is not None else None) for name, v in headers})
 
 
 def frame(cursor: str | bytes, data: bytes, tombstone: bool) -> bytes:

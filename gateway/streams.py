@@ -9,9 +9,9 @@ given back when the stream ends. Frames are built once per record and many go ou
 from __future__ import annotations
 
 import asyncio
+import binascii
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import cast
 
 import msgspec
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -128,13 +128,23 @@ def encode_batch(
     Every frame's id is the cursor after its record, so it names the next offset of every partition
     of the stream, including partitions whose records were filtered out. ``owned`` (group mode)
     drops records of partitions this stream no longer owns after a rebalance.
+
+    This loop runs once per event of every stream (bench/RESULTS.md: the largest share of an SSE
+    stream's CPU), so the common case is written inline: the cursor in one call, key and value in
+    their formats by C calls, the whole frame in one formatting step. A key or value that does not
+    decode takes ``sse.record_data``'s path, which reports it in the event.
     """
-    topic = spec.topic.name
-    out: list[bytes] = []
     if not msgs:
         return b"", 0
+    topic = spec.topic.name
+    out: list[bytes] = []
+    append = out.append
+    plain = spec.key is None and spec.filter_path is None
+    key_json, key_str = spec.key_format == "json", spec.key_format == "string"
+    value_json, value_str = spec.value_format == "json", spec.value_format == "string"
     # Built per poll (positions may have changed between polls, e.g. on a rebalance); cheap per record.
     cursors = cursor.Builder(topic, positions)
+    step = cursors.step
     for msg in msgs:
         err = msg.error()
         if err is not None:
@@ -144,7 +154,8 @@ def encode_batch(
             # librdkafka reports transient broker trouble in-band and recovers by itself.
             continue
         # A consumed message always has partition, offset and list-shaped headers.
-        p, offset = cast(int, msg.partition()), cast(int, msg.offset())
+        p: int = msg.partition()  # type: ignore[assignment]
+        offset: int = msg.offset()  # type: ignore[assignment]
         if owned is None:
             # Assign mode reads exactly the partitions in ``positions`` of one topic. A record of any
             # other (a reused consumer's previous stream could only leak one if librdkafka failed to
@@ -154,19 +165,69 @@ def encode_batch(
         elif p not in owned:
             continue
         positions[p] = offset + 1
-        if p in cursors:
-            cursors.advance(p, offset + 1)
-        else:  # a partition whose start was unknown until now (group mode)
-            cursors = cursor.Builder(topic, positions)
-        if not _matches(spec, msg):
+        if not plain and not _matches(spec, msg):
+            if p in cursors:
+                cursors.advance(p, offset + 1)
+            else:  # a partition whose start was unknown until now (group mode)
+                cursors = cursor.Builder(topic, positions)
+                step = cursors.step
             continue
-        value = msg.value()
-        headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-        data = sse.record_data(
-            topic_json, p, offset, msg.timestamp()[1], msg.key(), value, headers, spec.key_format, spec.value_format
+        try:
+            token = step(p, offset + 1)
+        except KeyError:  # a partition whose start was unknown until now (group mode)
+            cursors = cursor.Builder(topic, positions)
+            step = cursors.step
+            token = cursors.token_bytes()
+        key, value = msg.key(), msg.value()
+        headers: list[tuple[str, bytes | None]] | None = msg.headers()  # type: ignore[assignment]
+        try:
+            if key is None:
+                k = codec.NULL
+            elif key_str:
+                k = _enc(key.decode("utf-8"))
+            elif key_json:
+                k = _compact(key, indent=-1)
+            else:
+                k = b'"' + _b64(key, newline=False) + b'"'
+            if value is None:
+                v = codec.NULL
+            elif value_json:
+                v = _compact(value, indent=-1)
+            elif value_str:
+                v = _enc(value.decode("utf-8"))
+            else:
+                v = b'"' + _b64(value, newline=False) + b'"'
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            data = sse.record_data(
+                topic_json, p, offset, msg.timestamp()[1], key, value, headers, spec.key_format, spec.value_format
+            )
+            append(sse.frame(token, data, value is None))
+            continue
+        append(
+            _FRAME
+            % (
+                token,
+                b"record" if value is not None else b"tombstone",
+                topic_json,
+                p,
+                offset,
+                msg.timestamp()[1],
+                k,
+                v,
+                sse.headers_json(headers) if headers else b"{}",
+            )
         )
-        out.append(sse.frame(cursors.token_bytes(), data, value is None))
     return b"".join(out), len(out)
+
+
+# sse.frame around sse.record_data's common case, as one format.
+_FRAME = (
+    b"id: %b\nevent: %b\ndata: "
+    b'{"topic":%b,"partition":%d,"offset":%d,"timestamp":%d,"key":%b,"value":%b,"headers":%b}\n\n'
+)
+_enc = msgspec.json.encode
+_compact = msgspec.json.format
+_b64 = binascii.b2a_base64
 
 
 async def open_assigned(pool: ConsumerPool, offsets: Offsets, spec: StreamSpec) -> tuple[AsyncConsumer, dict[int, int]]:

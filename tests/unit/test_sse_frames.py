@@ -1,0 +1,105 @@
+"""An SSE stream's chunk (``streams.encode_batch``, the per-event hot path written inline) holds exactly
+the frames the plain definitions give: ``sse.record_data`` in ``sse.frame`` under the id
+``cursor.encode`` makes of the positions after the record, for every format, decode failure,
+tombstone, header set and filter."""
+
+from __future__ import annotations
+
+import msgspec
+from confluent_kafka import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import codec, cursor, sse, streams
+from gateway.kafka.metadata import TopicInfo
+
+TOPIC = "orders"
+payloads = st.one_of(
+    st.none(),
+    st.sampled_from([b'{"n": 1,\n "ok": true}', b"[1,2]", b"not json", b"\xff\xfe", b"caf\xc3\xa9", b"", b'"s"']),
+    st.binary(max_size=12),
+    st.builds(lambda n: msgspec.json.encode({"user": f"u-{n}", "n": n}), st.integers(0, 2**40)),
+)
+headers = st.one_of(
+    st.none(),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "é"]), st.one_of(st.none(), st.binary(max_size=6))), max_size=3),
+)
+records = st.lists(
+    st.tuples(st.sampled_from([0, 2, 5]), payloads, payloads, headers, st.integers(0, 2**41)), max_size=30
+)
+formats = st.sampled_from(codec.FORMATS)
+# Offsets on both sides of the varint lengths the cursor writes inline.
+starts = st.sampled_from([0, 100, 0x3FF0, 0x1FFFF0, 0xFFFFFF0, 2**40])
+
+
+def reference(spec: streams.StreamSpec, positions: dict[int, int], msgs: list[Message]) -> tuple[bytes, int]:
+    frames = []
+    for m in msgs:
+        p, offset = m.partition(), m.offset()
+        assert p is not None and offset is not None
+        positions[p] = offset + 1
+        if not streams._matches(spec, m):
+            continue
+        data = sse.record_data(
+            msgspec.json.encode(TOPIC), p, offset, m.timestamp()[1], m.key(), m.value(), m.headers(),  # type: ignore[arg-type]
+            spec.key_format, spec.value_format,
+        )  # fmt: skip
+        frames.append(sse.frame(cursor.encode(TOPIC, positions), data, m.value() is None))
+    return b"".join(frames), len(frames)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records,
+    formats,
+    formats,
+    starts,
+    st.sampled_from([None, "u-1", "caf\xe9"]),
+    st.sampled_from(["", "n=7", "user=u-3"]),
+    st.booleans(),
+)
+def test_chunk_is_the_plain_frames(
+    recs: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int]],
+    key_format: codec.Format,
+    value_format: codec.Format,
+    start: int,
+    key: str | None,
+    filter_expr: str,
+    group: bool,
+) -> None:
+    path, expected = streams.parse_filter(filter_expr)
+    spec = streams.StreamSpec(
+        TopicInfo(TOPIC, 6), (0, 2, 5), "earliest", None, None, key_format, value_format, key, path, expected
+    )
+    next_offset = {0: start, 2: start + 7, 5: start}
+    msgs = []
+    for p, k, v, h, ts in recs:
+        msgs.append(
+            Message(topic=TOPIC, partition=p, offset=next_offset[p], key=k, value=v, headers=h, timestamp=(1, ts))
+        )
+        next_offset[p] += 1
+    start_positions = {0: start, 2: start + 7, 5: start}
+    owned = None
+    if group:
+        # Group mode: partition 5 was just assigned, its start unknown until its first record.
+        owned = {0, 2, 5}
+        del start_positions[5]
+    want_positions = dict(start_positions)
+    want = reference(spec, want_positions, msgs)
+    got_positions = dict(start_positions)
+    got = streams.encode_batch(spec, msgspec.json.encode(TOPIC), got_positions, msgs, owned)
+    assert got == want
+    assert got_positions == want_positions
+
+
+def test_records_of_other_topics_or_partitions_are_skipped() -> None:
+    spec = streams.StreamSpec(TopicInfo(TOPIC, 6), (0,), "earliest", None, None, "string", "json")
+    msgs = [
+        Message(topic="other", partition=0, offset=3, key=b"k", value=b"1", timestamp=(1, 5)),
+        Message(topic=TOPIC, partition=4, offset=3, key=b"k", value=b"1", timestamp=(1, 5)),
+        Message(topic=TOPIC, partition=0, offset=3, key=b"k", value=b"1", timestamp=(1, 5)),
+    ]
+    positions = {0: 3}
+    chunk, events = streams.encode_batch(spec, b'"orders"', positions, msgs)
+    assert events == 1 and positions == {0: 4}
+    assert chunk.startswith(b"id: " + cursor.encode(TOPIC, {0: 4}).encode() + b"\nevent: record\n")
