@@ -211,12 +211,13 @@ class Feed:
             finally:
                 room.release()
 
+        batch = max(1, min(cfg.batch_max_records, cfg.subscriber_buffer // 2))
         while not self.stopping and time.monotonic() < deadline:
             if not room.acquire(timeout=cfg.poll_timeout_s):
                 continue
             try:
                 first = consumer.poll(cfg.poll_timeout_s)
-                msgs = [first, *consumer.consume(cfg.batch_max_records - 1, 0)] if first is not None else []
+                msgs = [first, *consumer.consume(batch - 1, 0)] if first is not None else []
             except BaseException:
                 room.release()
                 raise

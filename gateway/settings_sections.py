@@ -53,7 +53,9 @@ class SseSettings(BaseModel):
     # Encoded events waiting for one slow subscriber before it is evicted.
     subscriber_buffer: Annotated[int, Field(gt=0)] = 1000
     send_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    batch_max_records: Annotated[int, Field(gt=0)] = 500
+    # Records per poll and per write of a stream. A shared feed's poll takes at most half a subscriber's
+    # buffer, so a subscriber one chunk behind is not evicted by the next one.
+    batch_max_records: Annotated[int, Field(gt=0)] = 2000
     poll_timeout_s: Annotated[float, Field(gt=0)] = 0.2
     # Connected assign-mode consumers kept ready, so a new stream's first event skips the broker handshake.
     warm_consumers: Annotated[int, Field(ge=0, le=64)] = 2
