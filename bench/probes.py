@@ -7,19 +7,24 @@
 - ``consumer-start``: a native consumer (the bench reference's settings) reads 200,000 records from the
   beginning, a new one each try; prints the time to its first record and to the last, with librdkafka's
   default ``fetch.queue.backoff.ms`` (1 s) and with the reference's 10 ms.
+- ``stream-memory``: SSE streams from ``earliest`` of a topic holding more than they can buffer, whose
+  clients stop reading after the first bytes; prints the gateway's RSS growth per stream once it has
+  settled, i.e. what each stream's consumer prefetches while its client is slow.
 
-Starts its own single-node Kafka (localkafka), like ``python -m bench``.
+Starts its own single-node Kafka (localkafka), like ``python -m bench``; ``stream-memory`` a gateway too
+(``--gateway-env`` as in ``python -m bench``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench import native, procs, scenarios
+from bench import clients, native, procs, scenarios
 from localkafka import KafkaCluster
 
 BURSTS = (10, 40, 100, 400, 2000)
@@ -74,11 +79,60 @@ def consumer_start(bootstrap: str, admin: AdminClient, tries: int, records: int 
             )
 
 
+async def _stalled_stream(url: str, read_bytes: int) -> asyncio.StreamWriter:
+    """An SSE request whose client reads ``read_bytes`` and then nothing more (connection kept open)."""
+    host, port, request = clients.sse_request(url)
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 16)
+    writer.write(request)
+    got = 0
+    while got < read_bytes:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise RuntimeError("stream ended early")
+        got += len(chunk)
+    # Stop reading: the socket buffers fill and the gateway's writes wait.
+    writer.transport.pause_reading()
+    return writer
+
+
+def stream_memory(bootstrap: str, admin: AdminClient, streams: int, megabytes: int) -> None:
+    topic = native.create_topic(admin, PARTITIONS)
+    value = b'{"pad":"' + b"x" * 1000 + b'"}'
+    native.produce(bootstrap, topic, [(b"k%d" % i, value) for i in range(100)], megabytes * 1000)
+    print(f"topic: {megabytes * 1000:,} records of {len(value)} bytes over {PARTITIONS} partitions")
+    with procs.gateway(bootstrap) as gw:
+        url = gw.url + f"/topics/{topic}/events?from=earliest"
+
+        async def run() -> None:
+            await asyncio.sleep(2)  # the consumer pool's warm-up done
+            before = procs.rss_mb(gw.pid)
+            writers = [await _stalled_stream(url, 100_000) for _ in range(streams)]
+            last = before
+            for _ in range(30):  # until RSS stops growing (at most 30 s)
+                await asyncio.sleep(1)
+                now = procs.rss_mb(gw.pid)
+                if now - last < 1:
+                    break
+                last = now
+            grown = procs.rss_mb(gw.pid) - before
+            print(
+                f"{streams} stalled streams: gateway RSS {before:.0f} -> {before + grown:.0f} MB, {grown / streams:.1f} MB per stream"
+            )
+            for w in writers:
+                w.close()
+
+        asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=["broker-cost", "consumer-start"])
+    parser.add_argument("probe", choices=["broker-cost", "consumer-start", "stream-memory"])
     parser.add_argument("--tries", type=int, default=8, help="consumer-start: new consumers per setting")
+    parser.add_argument("--streams", type=int, default=20, help="stream-memory: stalled SSE streams")
+    parser.add_argument("--megabytes", type=int, default=300, help="stream-memory: topic size")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
+    procs.GATEWAY_EXTRA_ENV.update(kv.split("=", 1) for kv in args.gateway_env)
     cluster = KafkaCluster(nodes=1).start()
     try:
         node = cluster.members[0].process
@@ -86,6 +140,8 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
         if args.probe == "broker-cost":
             broker_cost(cluster.bootstrap_servers, node.pid, admin)
+        elif args.probe == "stream-memory":
+            stream_memory(cluster.bootstrap_servers, admin, args.streams, args.megabytes)
         else:
             consumer_start(cluster.bootstrap_servers, admin, args.tries)
     finally:

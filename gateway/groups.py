@@ -111,10 +111,13 @@ class GroupStream:
     async def frames(self, batch: int, poll_s: float) -> AsyncGenerator[tuple[bytes, int], None]:
         """Endless (chunk, events); the caller calls ``written()`` once a chunk is on the socket."""
         topic_json = msgspec.json.encode(self.spec.topic.name)
+        size = batch
         while True:
-            msgs = await self.consumer.consume(batch, poll_s)
+            msgs = await self.consumer.consume(size, poll_s)
             before = dict(self.positions)
             chunk, events = streams.encode_batch(self.spec, topic_json, self.positions, msgs, self.owned)
+            if msgs:
+                size = streams.next_batch(batch, len(chunk), events)
             for p, off in self.positions.items():
                 if before.get(p) != off:
                     self._pending[p] = off

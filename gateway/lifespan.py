@@ -86,6 +86,12 @@ def consumer_config(settings: Settings, group: str | None = None) -> dict[str, A
             "enable.auto.offset.store": "false",
             "enable.partition.eof": "false",
             "fetch.wait.max.ms": "50",
+            # Prefetch per consumer: librdkafka's default queue (64 MB) let every stream of a slow
+            # client hold ~100 MB (python -m bench.probes stream-memory). With a small queue the
+            # fetcher must not pause librdkafka's default 1 s whenever it is full, or a fast stream
+            # stalls behind it.
+            "queued.max.messages.kbytes": "2048",
+            "fetch.queue.backoff.ms": "10",
             "allow.auto.create.topics": "false",
         }
     )

@@ -255,6 +255,19 @@ async def _give_back(pool: ConsumerPool, borrow: asyncio.Future[AsyncConsumer]) 
     await pool.release(consumer)
 
 
+# A poll's chunk is written in one piece: large records take fewer per poll, so a stream whose client
+# is slow holds about this much encoded (and as much again in the records behind it), not
+# ``batch_max_records`` times the record size.
+CHUNK_BYTES = 512 * 1024
+
+
+def next_batch(batch: int, chunk_bytes: int, events: int) -> int:
+    """Records to ask for next: ``batch``, or fewer when the last poll's events were large."""
+    if not events or chunk_bytes * batch <= CHUNK_BYTES * events:
+        return batch
+    return max(1, CHUNK_BYTES * events // chunk_bytes)
+
+
 async def assigned_frames(
     consumer: AsyncConsumer,
     spec: StreamSpec,
@@ -275,9 +288,10 @@ async def assigned_frames(
         size = min(batch, first_batch or batch)
         while True:
             msgs = await consumer.consume(size, poll_s)
+            chunk, events = encode_batch(spec, topic_json, positions, msgs)
             if msgs:
-                size = batch
-            yield encode_batch(spec, topic_json, positions, msgs)
+                size = next_batch(batch, len(chunk), events)
+            yield chunk, events
     except Exception:
         # A stream that failed (a fatal in-band error, say) does not give its consumer to the next one.
         consumer.broken = True

@@ -103,3 +103,11 @@ def test_records_of_other_topics_or_partitions_are_skipped() -> None:
     chunk, events = streams.encode_batch(spec, b'"orders"', positions, msgs)
     assert events == 1 and positions == {0: 4}
     assert chunk.startswith(b"id: " + cursor.encode(TOPIC, {0: 4}).encode() + b"\nevent: record\n")
+
+
+def test_polls_take_fewer_records_when_events_are_large() -> None:
+    # Small events: the whole batch; 1 KB events: about CHUNK_BYTES of them; never below one record.
+    assert streams.next_batch(2000, 2000 * 240, 2000) == 2000
+    assert streams.next_batch(2000, 0, 0) == 2000
+    assert streams.next_batch(2000, 2000 * 1100, 2000) == streams.CHUNK_BYTES // 1100
+    assert streams.next_batch(2000, 10 * 2**20, 1) == 1
