@@ -34,6 +34,19 @@ def parse_format(value: str | None, default: Format, name: str) -> Format:
     return value
 
 
+def not_utf8(exc: UnicodeDecodeError) -> errors.BadRequest:
+    """JSON is UTF-8 (RFC 8259): text that is not is malformed, wherever the bad bytes are."""
+    return errors.BadRequest(f"Malformed JSON: not valid UTF-8 ({exc.reason} at byte {exc.start} of a string).")
+
+
+def check_utf8(text: bytes) -> None:
+    """BadRequest unless ``text`` is UTF-8 (msgspec checks the structure of JSON, not its strings' bytes)."""
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(exc) from None
+
+
 def encode(raw: msgspec.Raw | bytes, fmt: Format, what: str) -> bytes | None:
     """JSON text of a key or value -> the bytes written to Kafka (None for JSON null)."""
     text = bytes(raw)
@@ -41,12 +54,17 @@ def encode(raw: msgspec.Raw | bytes, fmt: Format, what: str) -> bytes | None:
         return None
     try:
         if fmt == "json":
-            return msgspec.json.format(text, indent=-1)
+            compact = msgspec.json.format(text, indent=-1)
+            if not compact.isascii():
+                check_utf8(compact)
+            return compact
         s = _decode_str(text)
     except msgspec.ValidationError:
         raise errors.InvalidRecord(f"{what} must be a JSON string in '{fmt}' format.") from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"Malformed JSON in {what}: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(exc) from None
     if fmt == "string":
         return s.encode()
     try:
@@ -59,16 +77,28 @@ class DecodeFailure(Exception):
     """Bytes that do not decode in the requested format (reported per record, never fatal)."""
 
 
+# Checks that bytes are one JSON text (without building it) and raises msgspec.DecodeError if not.
+# (Its own UTF-8 is not checked: ``decode`` does that for non-ASCII text.)
+validate_json = msgspec.json.Decoder(msgspec.Raw).decode
+# JSON allows line breaks only between tokens, never raw inside a string: as spaces, the text is one line.
+ONE_LINE = bytes.maketrans(b"\r\n", b"  ")
+
+
 def decode(data: bytes | None, fmt: Format) -> bytes:
-    """Bytes from Kafka -> compact one-line JSON text of the key or value in ``fmt``."""
+    """Bytes from Kafka -> one-line JSON text of the key or value in ``fmt``: ``json`` as stored (checked
+    to be JSON in UTF-8; line breaks between tokens become spaces), ``string`` and ``binary`` as JSON strings."""
     if data is None:
         return NULL
     if fmt == "json":
         try:
-            # Validates and drops newlines/whitespace, so the text fits one SSE data line.
-            return msgspec.json.format(data, indent=-1)
+            validate_json(data)
+            if not data.isascii():
+                data.decode("utf-8")
         except msgspec.DecodeError as exc:
             raise DecodeFailure(f"not valid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise DecodeFailure(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        return data.translate(ONE_LINE)
     if fmt == "string":
         try:
             return msgspec.json.encode(data.decode("utf-8"))

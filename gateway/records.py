@@ -138,6 +138,8 @@ def parse_body(body: bytes, formats: Formats) -> tuple[list[Any], bool]:
         raise _schema_error(exc, formats) from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"Malformed JSON: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise codec.not_utf8(exc) from None
     if parsed.records is UNSET:
         if parsed.value is UNSET:
             raise errors.InvalidRecord(
@@ -159,6 +161,8 @@ def parse_line(line: bytes, formats: Formats, where: str) -> Any:
         raise _schema_error(exc, formats, where) from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"{where}: Malformed JSON: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise errors.BadRequest(f"{where}: {codec.not_utf8(exc).message}") from None
 
 
 def prepare(
@@ -186,12 +190,16 @@ def prepare(
             value = rec.value
             if value_json:
                 value = None if value == NULL else compact(value, indent=-1)
+                if value is not None and not value.isascii():
+                    codec.check_utf8(value)
             elif value_str and value is not None:
                 value = value.encode()
             key = rec.key
             if key is not None:
                 if key_json:
                     key = None if key == NULL else compact(key, indent=-1)
+                    if key is not None and not key.isascii():
+                        codec.check_utf8(key)
                 elif key_str:
                     key = key.encode()
             size = (0 if value is None else len(value)) + (0 if key is None else len(key))
@@ -238,3 +246,5 @@ def decode_request(body: bytes, kind: type[Any]) -> Any:
         raise errors.InvalidRecord(f"Invalid request: {str(exc).replace('`$.', '`')}.") from None
     except msgspec.DecodeError as exc:
         raise errors.BadRequest(f"Malformed JSON: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise codec.not_utf8(exc) from None

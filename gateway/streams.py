@@ -86,7 +86,7 @@ def _matches(spec: StreamSpec, msg: Message) -> bool:
         v = msg.value()
         try:
             node: object = msgspec.json.decode(v) if v is not None else None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # not JSON, or a string in it not UTF-8
             return False
         for part in spec.filter_path:
             if isinstance(node, dict):
@@ -145,6 +145,8 @@ def encode_batch(
     # Built per poll (positions may have changed between polls, e.g. on a rebalance); cheap per record.
     cursors = cursor.Builder(topic, positions)
     step = cursors.step
+    # The frame of a record without headers, the topic written in (fewer values to format per event).
+    record = _RECORD_HEAD + topic_json.replace(b"%", b"%%") + _RECORD_TAIL
     for msg in msgs:
         err = msg.error()
         if err is not None:
@@ -186,13 +188,20 @@ def encode_batch(
             elif key_str:
                 k = _enc(key.decode("utf-8"))
             elif key_json:
-                k = _compact(key, indent=-1)
+                # codec.decode's json case, inline.
+                _valid(key)
+                if not key.isascii():
+                    key.decode("utf-8")
+                k = key.translate(_ONE_LINE)
             else:
                 k = b'"' + _b64(key, newline=False) + b'"'
             if value is None:
                 v = codec.NULL
             elif value_json:
-                v = _compact(value, indent=-1)
+                _valid(value)
+                if not value.isascii():
+                    value.decode("utf-8")
+                v = value.translate(_ONE_LINE)
             elif value_str:
                 v = _enc(value.decode("utf-8"))
             else:
@@ -203,20 +212,12 @@ def encode_batch(
             )
             append(sse.frame(token, data, value is None))
             continue
-        append(
-            _FRAME
-            % (
-                token,
-                b"record" if value is not None else b"tombstone",
-                topic_json,
-                p,
-                offset,
-                msg.timestamp()[1],
-                k,
-                v,
-                sse.headers_json(headers) if headers else b"{}",
-            )
-        )
+        if headers or value is None:
+            kind = b"tombstone" if value is None else b"record"
+            hdrs = sse.headers_json(headers) if headers else b"{}"
+            append(_FRAME % (token, kind, topic_json, p, offset, msg.timestamp()[1], k, v, hdrs))
+        else:
+            append(record % (token, p, offset, msg.timestamp()[1], k, v))
     return b"".join(out), len(out)
 
 
@@ -225,8 +226,11 @@ _FRAME = (
     b"id: %b\nevent: %b\ndata: "
     b'{"topic":%b,"partition":%d,"offset":%d,"timestamp":%d,"key":%b,"value":%b,"headers":%b}\n\n'
 )
+_RECORD_HEAD = b'id: %b\nevent: record\ndata: {"topic":'
+_RECORD_TAIL = b',"partition":%d,"offset":%d,"timestamp":%d,"key":%b,"value":%b,"headers":{}}\n\n'
 _enc = msgspec.json.encode
-_compact = msgspec.json.format
+_valid = codec.validate_json
+_ONE_LINE = codec.ONE_LINE
 _b64 = binascii.b2a_base64
 
 

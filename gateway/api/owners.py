@@ -67,7 +67,7 @@ class ConsumerOwners:
     def _record(self, group: str, body: bytes, who: str) -> None:
         try:
             instance = msgspec.json.decode(body).get("instance_id")
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, AttributeError):
             return
         if isinstance(instance, str):
             self._owners[(group, instance)] = who

@@ -188,7 +188,7 @@ class SecurityMiddleware:
         if body.strip():
             try:
                 topics = named_topics(msgspec.json.decode(body))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 raise errors.BadRequest("Malformed JSON body.") from None
         sent = False
 

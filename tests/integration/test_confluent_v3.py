@@ -288,6 +288,9 @@ def test_concatenated_json_splits_across_chunks_and_utf8_boundaries() -> None:
         {"value": {"data": [1, {"a": "}"}]}},
         {"value": {"data": None}},
     ]
+    # Bytes that are not UTF-8 end the stream with a 400, never a 500.
+    values, error = ConcatenatedJson(max_value=10_000).feed(b'{"value": {"data": "caf\xe9"}}', final=True)
+    assert values == [] and error is not None and "not valid UTF-8" in error.message
     # An unfinished value at the end of the stream is reported, not dropped silently.
     values, error = ConcatenatedJson(max_value=10_000).feed(b'{"value": 1} {"value": ', final=True)
     assert len(values) == 1 and error is not None and error.message.startswith("Malformed JSON")

@@ -266,6 +266,16 @@ async def test_malformed_json_400_wrong_content_type_415_bad_query_400(
     for content in (b"{oops", b'{"records": [{"value": 1}, ', b"", b'{"value": 1} trailing'):
         r = await client.post(f"/topics/{topic}/records", content=content, headers={"content-type": "application/json"})
         assert_error(r, 400, 40001, "Malformed JSON")
+    # JSON is UTF-8: a string that is not is malformed wherever it is (nothing produced, no 500).
+    for content in (
+        b'{"key":"caf\xe9","value":1}',
+        b'{"value":"caf\xe9"}',
+        b'{"value":{"name":"\xff"}}',
+        b'{"value":1,"headers":{"h":"\xff"}}',
+        b'{"records":[{"value":1},{"value":["ok","\xc3"]}]}',
+    ):
+        r = await client.post(f"/topics/{topic}/records", content=content, headers={"content-type": "application/json"})
+        assert_error(r, 400, 40001, "UTF-8")
     for ctype in ("text/plain", "application/xml", "application/vnd.kafka.json.v2+json"):
         r = await client.post(f"/topics/{topic}/records", content=b'{"value":1}', headers={"content-type": ctype})
         assert_error(r, 415, 41501, ctype)

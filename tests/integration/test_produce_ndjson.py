@@ -114,13 +114,17 @@ async def test_bad_lines_get_error_lines_and_the_stream_goes_on(
         b'{"value":5,"headers":{"h":"x"}}',
         b'{"key":"f"}',  # no value
         b'{"value":7,"timestamp":"2024-05-01T12:00:00Z"}',
+        b'{"value":{"name":"caf\xe9"}}',  # a JSON string that is not UTF-8
+        b'{"key":"\xff","value":9}',
     ]
     async with DuplexNdjson(gateway.url, f"/topics/{topic}/records") as s:
         await s.send(b"\n".join(lines) + b"\n")
         await s.end()
         results = [r async for r in s.lines()]
     codes = [r.get("error_code") for r in results]
-    assert codes == [None, 40001, 42201, 40402, None, 42201, None], results
+    assert codes == [None, 40001, 42201, 40402, None, 42201, None, 40001, 40001], results
+    assert "line 9" in results[7]["message"] and "UTF-8" in results[7]["message"]
+    assert "line 10" in results[8]["message"] and "UTF-8" in results[8]["message"]
     assert "line 2" in results[1]["message"] and "line 3" in results[2]["message"]
     assert "line 7" in results[5]["message"] and "value" in results[5]["message"]
     msgs = read_all(bootstrap, topic, 3, partitions=2)

@@ -137,6 +137,19 @@ async def test_formats_tombstones_and_decode_errors(client: httpx.AsyncClient, b
     assert base64.b64decode(rec["value"]) == b'{"a":1}'
 
 
+async def test_json_values_come_on_one_line_and_only_if_utf8(
+    client: httpx.AsyncClient, bootstrap: str, topic: str
+) -> None:
+    # Written by other producers: pretty JSON with CRLF line breaks, and JSON whose string is not UTF-8.
+    _produce(bootstrap, topic, [{"value": b'{\r\n  "a": [1,\n 2],\n  "b": "x y"\n}'}, {"value": b'{"name":"caf\xe9"}'}])
+    r = await client.get(f"/topics/{topic}/partitions/0/records")
+    assert b"\n" not in r.content and b"\r" not in r.content
+    pretty, latin1 = r.json()["records"]
+    assert pretty["value"] == {"a": [1, 2], "b": "x y"}
+    assert base64.b64decode(latin1["value_b64"]) == b'{"name":"caf\xe9"}'
+    assert latin1["decode_error"].startswith("value not valid UTF-8")
+
+
 async def test_errors(client: httpx.AsyncClient, bootstrap: str, topic: str) -> None:
     _produce(bootstrap, topic, [{"value": b"1"}])
     _error(await client.get(f"/topics/{topic}/partitions/1/records"), 404, 40402)

@@ -54,6 +54,22 @@ def test_json_format_round_trips_and_stays_on_one_line(value: object) -> None:
     assert json.loads(shown) == value
 
 
+@given(json_values, st.sampled_from(["\n", "\r\n", "\r"]))
+def test_json_stored_by_others_with_line_breaks_is_shown_on_one_line(value: object, newline: str) -> None:
+    stored = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", newline).encode()
+    shown = codec.decode(stored, "json")
+    assert b"\n" not in shown and b"\r" not in shown
+    assert json.loads(shown) == value
+
+
+def test_json_with_invalid_utf8_is_a_decode_error_not_sent_as_is() -> None:
+    with pytest.raises(codec.DecodeFailure, match="not valid UTF-8"):
+        codec.decode(b'{"name":"caf\xe9"}', "json")
+    data = json.loads(sse.record_data(b'"t"', 0, 1, 2, None, b'{"name":"caf\xe9"}', None, "string", "json"))
+    assert base64.b64decode(data["value_b64"]) == b'{"name":"caf\xe9"}'
+    assert data["decode_error"].startswith("value not valid UTF-8")
+
+
 @given(st.text())
 def test_string_format_writes_utf8_text(text: str) -> None:
     stored = codec.encode(json.dumps(text).encode(), "string", "key")

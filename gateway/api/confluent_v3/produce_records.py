@@ -129,7 +129,11 @@ class ConcatenatedJson:
 
     def feed(self, chunk: bytes, final: bool = False) -> tuple[list[str], errors.GatewayError | None]:
         """Complete values so far, and the error that ends the stream (if any)."""
-        self._buf += self._utf8.decode(chunk, final)
+        try:
+            self._buf += self._utf8.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            self._buf = ""
+            return [], errors.BadRequest(f"{codec.not_utf8(exc).message[:-1]}; the stream ends here.")
         out: list[str] = []
         pos = 0
         buf = self._buf
