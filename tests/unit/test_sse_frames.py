@@ -16,7 +16,20 @@ from gateway.kafka.metadata import TopicInfo
 TOPIC = "orders"
 payloads = st.one_of(
     st.none(),
-    st.sampled_from([b'{"n": 1,\n "ok": true}', b"[1,2]", b"not json", b"\xff\xfe", b"caf\xc3\xa9", b"", b'"s"', b'"caf\xc3\xa9"', b'"\xff"', b'{"a":\r\n1}']),
+    st.sampled_from(
+        [
+            b'{"n": 1,\n "ok": true}',
+            b"[1,2]",
+            b"not json",
+            b"\xff\xfe",
+            b"caf\xc3\xa9",
+            b"",
+            b'"s"',
+            b'"caf\xc3\xa9"',
+            b'"\xff"',
+            b'{"a":\r\n1}',
+        ]
+    ),
     st.binary(max_size=12),
     st.builds(lambda n: msgspec.json.encode({"user": f"u-{n}", "n": n}), st.integers(0, 2**40)),
 )
