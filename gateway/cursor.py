@@ -64,66 +64,90 @@ class Builder:
     """Cursors for one stream as it advances, without re-encoding every partition per record.
 
     A stream emits one cursor per event, and ``encode`` costs O(partitions) in Python (65 µs for 64
-    partitions). The builder keeps each partition's encoded piece and replaces only the one that moved;
-    the rest (join, CRC, base64) runs in C. Its tokens are byte-for-byte those of ``encode``.
+    partitions). The builder keeps the token's bytes in pieces: per partition its delta, the first byte
+    of its offset's varint and the rest of that varint, which changes only every 128 offsets. An event
+    replaces one piece with a byte from a table; join, CRC and base64 run in C. Its tokens are
+    byte-for-byte those of ``encode``.
     """
+
+    __slots__ = ("_his", "_index", "_pieces", "_seed")
 
     def __init__(self, topic: str, positions: Mapping[int, int]) -> None:
         self._seed = zlib.crc32(topic.encode())
         parts = sorted(positions)
-        # Piece 0 is the head (version, count); piece i + 1 belongs to the i-th partition.
-        self._index = {p: i + 1 for i, p in enumerate(parts)}
         head = bytearray((VERSION,))
         _varint(len(parts), head)
-        self._deltas: list[bytes] = [b""]
+        # [head, then per partition: delta, first varint byte, rest of the varint]; _index points at the
+        # first varint byte, _his holds (at the same index) the offset >> 7 the rest was made for.
+        self._pieces: list[bytes] = [bytes(head)]
+        self._index: dict[int, int] = {}
         prev = 0
         for p in parts:
             delta = bytearray()
             _varint(p - prev, delta)
-            self._deltas.append(bytes(delta))
             prev = p
-        self._pieces = [bytes(head)] + [self._deltas[i] + _varint_bytes(positions[p]) for p, i in self._index.items()]
+            self._index[p] = len(self._pieces) + 1
+            self._pieces += [bytes(delta), b"", b""]
+        self._his = [-1] * len(self._pieces)
+        for p in parts:
+            self.advance(p, positions[p])
 
     def __contains__(self, partition: int) -> bool:
         return partition in self._index
 
-    def advance(self, partition: int, next_offset: int) -> None:
+    def advance(self, partition: int, n: int) -> None:
         """Record ``partition``'s new next offset (one of the partitions the builder was made with)."""
         i = self._index[partition]
-        self._pieces[i] = self._deltas[i] + _varint_bytes(next_offset)
+        hi = n >> 7
+        pieces = self._pieces
+        if hi:
+            pieces[i] = _FIRST[n & 0x7F]
+            if hi != self._his[i]:
+                self._his[i] = hi
+                pieces[i + 1] = _varint_bytes(hi)
+        else:
+            pieces[i] = _LAST[n]
+            if self._his[i]:
+                self._his[i] = 0
+                pieces[i + 1] = b""
 
     def token(self) -> str:
         return self.token_bytes().decode("ascii")
 
     def token_bytes(self) -> bytes:
         """The token as ASCII bytes, ready for an ``id:`` line."""
-        body = b"".join(self._pieces)
-        return _b64(body + _crc_bytes(_crc32(body, self._seed)), newline=False).translate(_URLSAFE, b"=")
+        body = _join(self._pieces)
+        return _b64(body + _crc_bytes(_crc32(body, self._seed))).translate(_URLSAFE, b"=\n")
 
     def step(self, partition: int, n: int) -> bytes:
-        """``advance(partition, n)`` and then ``token_bytes()``, in one call: the per-event hot path
-        of an SSE stream, so the common varint lengths are written inline."""
+        """``advance(partition, n)`` and then ``token_bytes()``, in one call: the per-event hot path of an
+        SSE stream (``advance`` written out, as a call would cost as much as the rest)."""
         i = self._index[partition]
-        if n < 0x4000:
-            v = bytes((n,)) if n < 0x80 else bytes((n & 0x7F | 0x80, n >> 7))
-        elif n < 0x10000000:
-            v = (
-                bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
-                if n < 0x200000
-                else bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
-            )
-        else:
-            v = _varint_bytes(n)
+        hi = n >> 7
         pieces = self._pieces
-        pieces[i] = self._deltas[i] + v
-        body = b"".join(pieces)
-        return _b64(body + _crc_bytes(_crc32(body, self._seed)), newline=False).translate(_URLSAFE, b"=")
+        if hi:
+            pieces[i] = _FIRST[n & 0x7F]
+            if hi != self._his[i]:
+                self._his[i] = hi
+                pieces[i + 1] = _varint_bytes(hi)
+        else:
+            pieces[i] = _LAST[n]
+            if self._his[i]:
+                self._his[i] = 0
+                pieces[i + 1] = b""
+        body = _join(pieces)
+        return _b64(body + _crc_bytes(_crc32(body, self._seed))).translate(_URLSAFE, b"=\n")
 
 
+# A varint's first byte, with the continuation bit (more bytes follow) and without (the last one).
+_FIRST = tuple(bytes((b | 0x80,)) for b in range(0x80))
+_LAST = tuple(bytes((b,)) for b in range(0x80))
+_join = b"".join
 _b64 = binascii.b2a_base64
 _crc32 = zlib.crc32
 _crc_bytes = struct.Struct(">I").pack
-# Standard to URL-safe alphabet; the translation also deletes the padding ("=" appears nowhere else).
+# Standard to URL-safe alphabet; the translation also deletes the padding ("=" appears nowhere else) and
+# b2a_base64's final newline (asking it for none costs a keyword argument per event).
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
