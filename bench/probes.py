@@ -7,8 +7,8 @@
 - ``consumer-start``: a native consumer (the bench reference's settings) reads 200,000 records from the
   beginning, a new one each try; prints the time to its first record and to the last, with librdkafka's
   default ``fetch.queue.backoff.ms`` (1 s) and with the reference's 10 ms.
-- ``encode-cost``: instructions per SSE event spent encoding it (``bench/encode_cost.py``; valgrind, no
-  Kafka).
+- ``encode-cost`` / ``produce-cost``: instructions per SSE event spent encoding it / per record in each step
+  of a batched produce request without HTTP (``bench/instructions.py``; valgrind, no Kafka).
 - ``stream-memory``: SSE streams from ``earliest`` of a topic holding more than they can buffer, whose
   clients stop reading after the first bytes; prints the gateway's RSS growth per stream once it has
   settled, i.e. what each stream's consumer prefetches while its client is slow.
@@ -27,7 +27,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench import clients, encode_cost, native, procs, scenarios
+from bench import clients, instructions, native, procs, scenarios
 from localkafka import KafkaCluster
 
 BURSTS = (10, 40, 100, 400, 2000)
@@ -129,16 +129,27 @@ def stream_memory(bootstrap: str, admin: AdminClient, streams: int, megabytes: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=["broker-cost", "consumer-start", "encode-cost", "stream-memory"])
+    parser.add_argument(
+        "probe", choices=["broker-cost", "consumer-start", "encode-cost", "produce-cost", "stream-memory"]
+    )
     parser.add_argument("--tries", type=int, default=8, help="consumer-start: new consumers per setting")
     parser.add_argument("--streams", type=int, default=20, help="stream-memory: stalled SSE streams")
     parser.add_argument("--megabytes", type=int, default=300, help="stream-memory: topic size")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--gateway-dir", type=Path, help="encode-cost: count this tree's gateway package")
-    parser.add_argument("--rounds", type=int, default=5, help="encode-cost: polls of 2,000 records encoded")
+    parser.add_argument("--gateway-dir", type=Path, help="encode-cost, produce-cost: count this tree's gateway package")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="encode-cost: polls of 2,000 records encoded (produce-cost: 4x as many requests of 100)",
+    )
     args = parser.parse_args()
+    gateway_dir = args.gateway_dir.resolve() if args.gateway_dir else None
     if args.probe == "encode-cost":
-        encode_cost.run(args.rounds, args.gateway_dir.resolve() if args.gateway_dir else None)
+        instructions.encode_cost(args.rounds, gateway_dir)
+        return
+    if args.probe == "produce-cost":
+        instructions.produce_cost(args.rounds * 4, gateway_dir)
         return
     procs.GATEWAY_EXTRA_ENV.update(kv.split("=", 1) for kv in args.gateway_env)
     cluster = KafkaCluster(nodes=1).start()

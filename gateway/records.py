@@ -189,17 +189,30 @@ def prepare(
         for i, rec in enumerate(items):  # noqa: B007 (i names the record in the error below)
             value = rec.value
             if value_json:
-                value = None if value == NULL else compact(value, indent=-1)
-                if value is not None and not value.isascii():
-                    codec.check_utf8(value)
+                if value == NULL:
+                    value = None
+                else:
+                    # Most clients send compact JSON: text that split() finds no whitespace in is the
+                    # value as it is (format only ever removes whitespace), and skipping format saves
+                    # ~40 % of this loop's work (python -m bench.probes produce-cost).
+                    value = bytes(value)
+                    if len(value.split()) > 1:
+                        value = compact(value, indent=-1)
+                    if not value.isascii():
+                        codec.check_utf8(value)
             elif value_str and value is not None:
                 value = value.encode()
             key = rec.key
             if key is not None:
                 if key_json:
-                    key = None if key == NULL else compact(key, indent=-1)
-                    if key is not None and not key.isascii():
-                        codec.check_utf8(key)
+                    if key == NULL:
+                        key = None
+                    else:
+                        key = bytes(key)
+                        if len(key.split()) > 1:
+                            key = compact(key, indent=-1)
+                        if not key.isascii():
+                            codec.check_utf8(key)
                 elif key_str:
                     key = key.encode()
             size = (0 if value is None else len(value)) + (0 if key is None else len(key))

@@ -133,6 +133,26 @@ def test_json_values_are_written_compact(value: Any) -> None:
     assert rec[0] == msgspec.json.encode({"v": value})
 
 
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(json_texts, st.booleans(), st.sampled_from(["", r',"\/"', ",1.0E+2", ",-0.0e-5", r',"\u00e9\ud83d\ude00"']))
+def test_compact_json_is_written_byte_for_byte(value: Any, ascii_only: bool, spelled: str) -> None:
+    # Compact text skips reformatting: its bytes must be exactly what reformatting gives (escapes,
+    # number spellings and all), as key and as value.
+    text = "[" + json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only) + spelled + "]"
+    body = b'{"key":' + text.encode() + b',"value":' + text.encode() + b"}"
+    fmt = records.Formats(key="json", value="json")
+    items, _ = records.parse_body(body, fmt)
+    ((val, key, *_),) = records.prepare(items, fmt, 1_000_000, None, "record")
+    assert val == key == msgspec.json.format(text.encode(), indent=-1) == text.encode()
+
+
 # -- idempotency store --------------------------------------------------------------------------------
 
 

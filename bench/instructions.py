@@ -1,0 +1,158 @@
+"""Instruction counts of the gateway's per-record work, for ``python -m bench.probes encode-cost|produce-cost``.
+
+Counted by valgrind's callgrind, which counts instructions rather than time, so the figures repeat
+whatever else the machine is doing (this VM's speed varies by 20 % and more between quiet runs). Each
+figure is the difference between a run that does the work ``rounds`` times and one that does it zero
+times, so start-up cancels. ``--gateway-dir`` counts another tree's gateway (e.g. a ``git archive`` of an
+earlier commit).
+
+- ``encode-cost``: ``streams.encode_batch`` per SSE event, the SSE scenario's records on 3 partitions.
+- ``produce-cost``: the batched produce scenario's request body (100 records) through the steps of the
+  produce route without HTTP, each step's instructions per record: decoding the body
+  (``records.parse_body``), validating and encoding the records (``records.prepare``), handing them to
+  librdkafka (``GatewayProducer.produce_batch``; the producer points at no broker, so nothing is sent and
+  no delivery report comes: those run on the poll thread and in librdkafka's threads) and encoding the
+  answer's 100 results. The cyclic garbage collector is off (its passes are not counted).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+POLL = 2000
+BATCH = 100
+
+
+# The measured programs. Text, not an import of this module, so that PYTHONPATH can hold just the gateway
+# tree being measured (another tree's ``bench`` package would not have this file). The records are
+# ``bench.scenarios._record``'s.
+ENCODE = """
+import sys
+import msgspec
+from confluent_kafka import Message
+from gateway import streams
+from gateway.kafka.metadata import TopicInfo
+
+topic, rounds, poll = "bench-sse", int(sys.argv[1]), int(sys.argv[2])
+spec = streams.StreamSpec(TopicInfo(topic, 3), (0, 1, 2), "earliest", None, None, "string", "json")
+msgs = []
+for i in range(poll):
+    key = f"user-{i % 100}"
+    value = msgspec.json.encode({"user": key, "action": "click", "n": i, "page": "/products/42"})
+    ts = 1_764_280_000_000 + i
+    msgs.append(Message(topic=topic, partition=i % 3, offset=100_000 + i, key=key.encode(), value=value, timestamp=(1, ts)))
+topic_json = msgspec.json.encode(topic)
+for _ in range(rounds):
+    streams.encode_batch(spec, topic_json, {0: 100_000, 1: 100_000, 2: 100_000}, msgs)
+"""
+
+PRODUCE = """
+import asyncio, gc, sys
+import msgspec
+from gateway import records
+from gateway.kafka.delivery import Delivered
+from gateway.kafka.producer import GatewayProducer
+
+rounds, batch, step = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+body = msgspec.json.encode(
+    {"records": [
+        {"key": f"user-{i % 100}", "value": {"user": f"user-{i % 100}", "action": "click", "n": i, "page": "/products/42"}}
+        for i in range(batch)
+    ]}
+)
+formats = records.Formats(key="string", value="json")
+delivered = [Delivered(i % 3, 1_000 + i, 1_764_280_000_000 + i) for i in range(batch)]
+
+async def main():
+    # Without the cyclic collector: when its passes fall depends on every allocation before, which would
+    # move instructions between steps from run to run (the gateway runs it rarely: gateway/__main__.py).
+    gc.disable()
+    conf = {"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "600000"}
+    producer = GatewayProducer(conf, max_in_flight_records=10**9, max_in_flight_bytes=10**12)
+    # A whole round first, in every run (and uncounted by the differences): it pays for growing the
+    # allocator's pools and for librdkafka's first produce to a topic.
+    for n in range(rounds + 1):
+        last = "respond" if n == 0 else step
+        items, _ = records.parse_body(body, formats)
+        if last == "parse":
+            continue
+        prepared = records.prepare(items, formats, 1 << 20)
+        if last == "prepare":
+            continue
+        producer.produce_batch("bench", prepared, [None] * len(prepared), wait=False)
+        if last == "produce":
+            continue
+        msgspec.json.encode({"results": delivered})
+
+asyncio.run(main())
+import os
+os._exit(0)  # not flush() nor close(): the records have nowhere to go
+"""
+STEPS = ("parse", "prepare", "produce", "respond")
+
+
+def _instructions(program: str, args: list[str], gateway_dir: Path | None) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        root = Path(__file__).resolve().parent.parent
+        env["PYTHONPATH"] = str(gateway_dir or root)
+        env["PYTHONHASHSEED"] = "0"  # the same string hashes, so the same dict probes, every run
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                # The main thread's count alone: librdkafka's threads and the producer's poll thread
+                # do work that depends on time (reconnects, wake-ups), which the probes leave out.
+                "--separate-threads=yes",
+                f"--callgrind-out-file={tmp}/out",
+                sys.executable,
+                "-c",
+                program,
+                *args,
+            ],
+            env=env,
+            cwd=tmp,  # not the checkout: ``-c`` puts the working directory first on sys.path
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"the measured program failed: {out.stderr[-2000:]}")
+        main_thread = (Path(tmp) / "out-01").read_text()
+    found = re.search(r"^(?:summary|totals): (\d+)", main_thread, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind: {out.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def _need_valgrind(probe: str) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit(f"{probe} needs valgrind (apt-get install -y valgrind)")
+
+
+def encode_cost(rounds: int, gateway_dir: Path | None) -> None:
+    _need_valgrind("encode-cost")
+    base = _instructions(ENCODE, ["0", str(POLL)], gateway_dir)
+    total = _instructions(ENCODE, [str(rounds), str(POLL)], gateway_dir)
+    where = gateway_dir or "this checkout"
+    print(f"encode_batch ({where}): {(total - base) / (rounds * POLL):,.0f} instructions per event")
+
+
+def produce_cost(rounds: int, gateway_dir: Path | None) -> None:
+    _need_valgrind("produce-cost")
+    before = _instructions(PRODUCE, ["0", str(BATCH), "respond"], gateway_dir)
+    parts = []
+    for step in STEPS:
+        total = _instructions(PRODUCE, [str(rounds), str(BATCH), step], gateway_dir)
+        parts.append((step, (total - before) / (rounds * BATCH)))
+        before = total
+    where = gateway_dir or "this checkout"
+    print(f"produce steps ({where}), instructions per record of a {BATCH}-record request:")
+    for step, per_record in parts:
+        print(f"  {step:8} {per_record:8,.0f}")
+    print(f"  {'total':8} {sum(n for _, n in parts):8,.0f}")
