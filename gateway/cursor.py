@@ -120,22 +120,9 @@ class Builder:
         return _b64(body + _crc_bytes(_crc32(body, self._seed))).translate(_URLSAFE, b"=\n")
 
     def step(self, partition: int, n: int) -> bytes:
-        """``advance(partition, n)`` and then ``token_bytes()``, in one call: the per-event hot path of an
-        SSE stream (``advance`` written out, as a call would cost as much as the rest)."""
-        i = self._index[partition]
-        hi = n >> 7
-        pieces = self._pieces
-        if hi:
-            pieces[i] = _FIRST[n & 0x7F]
-            if hi != self._his[i]:
-                self._his[i] = hi
-                pieces[i + 1] = _varint_bytes(hi)
-        else:
-            pieces[i] = _LAST[n]
-            if self._his[i]:
-                self._his[i] = 0
-                pieces[i + 1] = b""
-        body = _join(pieces)
+        """``advance(partition, n)`` and then ``token_bytes()``: the per-event call of an SSE stream."""
+        self.advance(partition, n)
+        body = _join(self._pieces)
         return _b64(body + _crc_bytes(_crc32(body, self._seed))).translate(_URLSAFE, b"=\n")
 
 
