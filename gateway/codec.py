@@ -47,6 +47,22 @@ def check_utf8(text: bytes) -> None:
         raise not_utf8(exc) from None
 
 
+def json_bytes(raw: msgspec.Raw | bytes) -> bytes:
+    """Valid JSON text (msgspec checked its structure) -> the compact UTF-8 bytes Kafka gets.
+
+    Most clients send compact JSON: text without a whitespace byte (``split()`` looks in C) is written
+    as it came, since ``format`` only ever removes whitespace; skipping it saves a third of
+    ``records.prepare``'s instructions (python -m bench.probes produce-cost).
+    """
+    text = bytes(raw)
+    words = text.split()
+    if len(words) != 1 or len(words[0]) != len(text):
+        text = msgspec.json.format(text, indent=-1)
+    if not text.isascii():
+        check_utf8(text)
+    return text
+
+
 def encode(raw: msgspec.Raw | bytes, fmt: Format, what: str) -> bytes | None:
     """JSON text of a key or value -> the bytes written to Kafka (None for JSON null)."""
     text = bytes(raw)
@@ -54,10 +70,7 @@ def encode(raw: msgspec.Raw | bytes, fmt: Format, what: str) -> bytes | None:
         return None
     try:
         if fmt == "json":
-            compact = msgspec.json.format(text, indent=-1)
-            if not compact.isascii():
-                check_utf8(compact)
-            return compact
+            return json_bytes(text)
         s = _decode_str(text)
     except msgspec.ValidationError:
         raise errors.InvalidRecord(f"{what} must be a JSON string in '{fmt}' format.") from None

@@ -179,7 +179,7 @@ def prepare(
     """
     out: list[Prepared] = []
     append = out.append
-    compact = msgspec.json.format
+    json_bytes = codec.json_bytes
     key_json = formats.key == "json"
     key_str = formats.key == "string"
     value_json = formats.value == "json"
@@ -189,31 +189,13 @@ def prepare(
         for i, rec in enumerate(items):  # noqa: B007 (i names the record in the error below)
             value = rec.value
             if value_json:
-                if value == NULL:
-                    value = None
-                else:
-                    # Most clients send compact JSON: text that split() finds no whitespace in is the
-                    # value as it is (format only ever removes whitespace; msgspec's Raw never has any
-                    # around it), and skipping format saves a third of this loop's instructions
-                    # (python -m bench.probes produce-cost).
-                    value = bytes(value)
-                    if len(value.split()) > 1:
-                        value = compact(value, indent=-1)
-                    if not value.isascii():
-                        codec.check_utf8(value)
+                value = None if value == NULL else json_bytes(value)
             elif value_str and value is not None:
                 value = value.encode()
             key = rec.key
             if key is not None:
                 if key_json:
-                    if key == NULL:
-                        key = None
-                    else:
-                        key = bytes(key)
-                        if len(key.split()) > 1:
-                            key = compact(key, indent=-1)
-                        if not key.isascii():
-                            codec.check_utf8(key)
+                    key = None if key == NULL else json_bytes(key)
                 elif key_str:
                     key = key.encode()
             size = (0 if value is None else len(value)) + (0 if key is None else len(key))
