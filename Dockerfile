@@ -8,14 +8,19 @@
 # Two stages: the builder turns pyproject.toml + gateway/ into a wheel and installs it with its
 # dependencies into a virtualenv at /opt/venv; the runtime stage copies only that virtualenv onto a
 # fresh python:3.11-slim. Every dependency (confluent-kafka bundles librdkafka) ships manylinux wheels
-# for amd64 and arm64, so neither stage needs a compiler. Should one ever be needed, install it in the
-# builder only: nothing but /opt/venv crosses into the final image. Both stages use the same base, so
-# the virtualenv's interpreter path (/usr/local/bin/python3.11) exists in the final image.
+# for amd64 and arm64; the gateway's own SSE encoder (gateway/_frames.pyx, Cython) is compiled, so the
+# builder has a C compiler, and nothing but /opt/venv crosses into the final image. Both stages use the
+# same base, so the virtualenv's interpreter path (/usr/local/bin/python3.11) exists in the final image.
 
 FROM python:3.11-slim AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# gcc for gateway/_frames.pyx (builder only).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 RUN python -m venv /opt/venv
@@ -31,7 +36,7 @@ COPY gateway ./gateway
 # ./gateway off sys.path, so it imports the installed copy.
 RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
     && pip install "$(ls /tmp/wheels/*.whl)[tracing]" \
-    && python -P -c "import gateway.app, gateway.__main__, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
+    && python -P -c "import gateway.app, gateway.__main__, gateway._frames, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
 
 
 FROM python:3.11-slim AS runtime

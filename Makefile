@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: dev test lint unit kafka-jars bench bench-quick openapi clean
 
-$(STAMP): pyproject.toml
+# Reinstalled when the compiled SSE encoder changes, so the editable install rebuilds it.
+$(STAMP): pyproject.toml gateway/_frames.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -e ".[dev]"

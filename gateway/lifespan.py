@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
+from gateway import streams
 from gateway.api.shutdown import watch_shutdown
 from gateway.consumers import ConsumerRegistry
 from gateway.hub import StreamHub
@@ -212,6 +213,8 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
 
         stack.push_async_callback(cancel_tasks)
         log.info("gateway started; kafka %s", settings.kafka_common().get("bootstrap.servers"))
+        if not streams.COMPILED:
+            log.warning("gateway._frames is not built (pip install the package): SSE streams encode in Python")
         yield rt
         rt.draining = True
 

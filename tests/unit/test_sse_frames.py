@@ -1,12 +1,13 @@
-"""An SSE stream's chunk (``streams.encode_batch``, the per-event hot path written inline) holds exactly
-the frames the plain definitions give: ``sse.record_data`` in ``sse.frame`` under the id
-``cursor.encode`` makes of the positions after the record, for every format, decode failure,
-tombstone, header set and filter."""
+"""An SSE stream's chunk (``streams.encode_batch``, the per-event hot path) holds exactly the frames the
+plain definitions give: ``sse.record_data`` in ``sse.frame`` under the id ``cursor.encode`` makes of the
+positions after the record, for every format, decode failure, tombstone, header set and filter; both
+from the Python loop and from the compiled one (``gateway._frames``) that plain assign-mode streams use."""
 
 from __future__ import annotations
 
 import msgspec
-from confluent_kafka import Message
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,8 @@ payloads = st.one_of(
         ]
     ),
     st.binary(max_size=12),
+    # ASCII text: quotes, backslashes, control characters and DEL next to text that needs no escaping.
+    st.text(st.characters(max_codepoint=0x7F), max_size=8).map(str.encode),
     st.builds(lambda n: msgspec.json.encode({"user": f"u-{n}", "n": n}), st.integers(0, 2**40)),
 )
 headers = st.one_of(
@@ -100,9 +103,59 @@ def test_chunk_is_the_plain_frames(
     want_positions = dict(start_positions)
     want = reference(spec, want_positions, msgs)
     got_positions = dict(start_positions)
-    got = streams.encode_batch(spec, msgspec.json.encode(TOPIC), got_positions, msgs, owned)
+    got = streams.encode_python(spec, msgspec.json.encode(TOPIC), got_positions, msgs, owned)
     assert got == want
     assert got_positions == want_positions
+
+
+@settings(max_examples=300, deadline=None)
+@given(records, formats, formats, starts, st.sampled_from([(0, 2, 5), tuple(range(64))]))
+def test_compiled_chunk_is_the_plain_frames(
+    recs: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int]],
+    key_format: codec.Format,
+    value_format: codec.Format,
+    start: int,
+    partitions: tuple[int, ...],
+) -> None:
+    # Assign mode without key= or filter=: what encode_batch hands to gateway._frames. With 64
+    # partitions, the cursor's bytes are rewritten in C for many varints per event.
+    spec = streams.StreamSpec(TopicInfo(TOPIC, 64), partitions, "earliest", None, None, key_format, value_format)
+    start_positions = {p: start + p for p in partitions}
+    next_offset = dict(start_positions)
+    msgs = []
+    for p, k, v, h, ts in recs:
+        msgs.append(
+            Message(topic=TOPIC, partition=p, offset=next_offset[p], key=k, value=v, headers=h, timestamp=(1, ts))
+        )
+        next_offset[p] += 1
+    want_positions = dict(start_positions)
+    want = reference(spec, want_positions, msgs)
+    got_positions = dict(start_positions)
+    assert streams.encode_compiled(spec, msgspec.json.encode(TOPIC), got_positions, msgs) == want
+    assert got_positions == want_positions
+
+
+def test_the_compiled_encoder_is_built() -> None:
+    # pip install builds it (pyproject.toml's ext-modules); without it every stream takes the Python
+    # loop, correct but 2.6 times the instructions per event (bench/RESULTS.md).
+    import gateway._frames  # noqa: F401
+
+
+@pytest.mark.parametrize("encode", [streams.encode_python, streams.encode_compiled])
+def test_in_band_errors_are_skipped_and_fatal_ones_end_the_stream(encode: object) -> None:
+    spec = streams.StreamSpec(TopicInfo(TOPIC, 1), (0,), "earliest", None, None, "string", "json")
+    record = Message(topic=TOPIC, partition=0, offset=3, key=b"k", value=b"1", timestamp=(1, 5))
+    later = Message(topic=TOPIC, partition=0, offset=4, key=b"k", value=b"2", timestamp=(1, 6))
+    transient = Message(error=KafkaError(KafkaError._TRANSPORT, "broker down"))
+    fatal = Message(error=KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    positions = {0: 3}
+    chunk, events = encode(spec, b'"orders"', positions, [record, transient, later])  # type: ignore[operator]
+    assert events == 2 and positions == {0: 5}
+    assert chunk.count(b"event: record\n") == 2
+    positions = {0: 3}
+    with pytest.raises(KafkaException, match="fenced"):
+        encode(spec, b'"orders"', positions, [record, fatal, later])  # type: ignore[operator]
+    assert positions == {0: 4}
 
 
 def test_records_of_other_topics_or_partitions_are_skipped() -> None:

@@ -1,0 +1,18 @@
+# Types of the compiled SSE encoder (gateway/_frames.pyx).
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, Message
+
+def encode_plain(
+    topic: str,
+    topic_json: bytes,
+    seed: int,
+    positions: dict[int, int],
+    msgs: list[Message],
+    key_fmt: int,
+    value_fmt: int,
+    valid: Callable[[bytes], object],
+    enc: Callable[[str], bytes],
+    on_error: Callable[[KafkaError], None],
+    slow: Callable[[Message, bytes], bytes],
+) -> tuple[bytes, int]: ...
