@@ -1,12 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""The SSE encoding loop of an assign-mode stream without ``key=`` or ``filter=``, compiled.
+"""The SSE encoding loop of ``gateway.streams.encode_batch``, compiled.
 
-``encode_plain`` returns the same bytes as ``gateway.streams.encode_batch``'s Python loop (the property
-test in tests/unit/test_sse_frames.py compares them). It writes each event's cursor (``gateway.cursor``
-layout), integers, keys and values straight into one buffer, so an event costs a handful of C calls
-(the ``Message`` accessors and msgspec's JSON check) instead of some twenty Python-level ones
-(bench/RESULTS.md). Anything uncommon -- an in-band error, headers, a tombstone, a key or value that
-needs JSON escaping or does not decode -- is handed to Python callbacks, one event at a time.
+``encode`` returns the same bytes as ``streams.encode_python`` (the property tests in
+tests/unit/test_sse_frames.py compare both with the plain definitions). It writes each event's cursor
+(``gateway.cursor``'s layout), integers, keys and values straight into one buffer, so an event costs a
+handful of C calls (the ``Message`` accessors and msgspec's JSON check) instead of some twenty
+Python-level ones (bench/RESULTS.md). Anything uncommon -- an in-band error, headers, a tombstone, a
+key or value that needs JSON escaping or does not decode, ``key=`` / ``filter=`` -- goes through
+Python callbacks, one record at a time.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -261,25 +262,28 @@ cdef int _put_field(Buf* b, bytes data, int fmt, object valid, object enc) excep
     return 0
 
 
-def encode_plain(
+def encode(
     str topic,
     bytes topic_json,
     uint32_t seed,
     dict positions,
     list msgs,
+    object owned,
     int key_fmt,
     int value_fmt,
     object valid,
     object enc,
+    object match,
     object on_error,
     object slow,
 ):
-    """(chunk, events) of one poll; advances ``positions`` like ``streams.encode_batch``.
+    """(chunk, events) of one poll; advances ``positions`` as ``streams.encode_python`` does.
 
-    ``seed`` is ``zlib.crc32`` of the topic name; formats 0 json, 1 string, 2 binary; ``valid`` checks
-    a JSON text (raises ``msgspec.DecodeError``) and ``enc`` is ``msgspec.json.encode``;
-    ``on_error(err)`` raises for a fatal in-band error; ``slow(msg, token)`` returns the frame of an
-    event the fast path does not write.
+    ``seed`` is ``zlib.crc32`` of the topic name; ``owned`` the partitions a group-mode stream owns
+    (None: assign mode); formats 0 json, 1 string, 2 binary; ``valid`` checks a JSON text (raises
+    ``msgspec.DecodeError``) and ``enc`` is ``msgspec.json.encode``; ``match(msg)`` says whether a
+    record passes ``key=`` / ``filter=`` (None: every record does); ``on_error(err)`` raises for a
+    fatal in-band error; ``slow(msg, token)`` returns the frame of an event this loop does not write.
     """
     cdef _Cursor cur = _Cursor(seed, positions)
     cdef Buf b
@@ -302,9 +306,21 @@ def encode_plain(
             p = _m_partition(msg)
             offset = _m_offset(msg)
             idx = cur.index(p)
-            if idx < 0 or _m_topic(msg) != topic:
+            if owned is None:
+                # Assign mode reads exactly the partitions of ``positions`` of one topic.
+                if idx < 0 or _m_topic(msg) != topic:
+                    continue
+            elif p not in owned:
                 continue
+            elif idx < 0:
+                # Group mode: a partition whose start was unknown until its first record.
+                cur.write_back(positions)
+                positions[p] = offset + 1
+                cur = _Cursor(seed, positions)
+                idx = cur.index(p)
             cur.offs[idx] = offset + 1
+            if match is not None and not match(msg):
+                continue
             cur.encode()
             key = _m_key(msg)
             value = _m_value(msg)

@@ -138,31 +138,35 @@ def encode_batch(
     drops records of partitions this stream no longer owns after a rebalance.
 
     This runs once per event of every stream (bench/RESULTS.md: the largest share of an SSE stream's
-    CPU). Assign-mode streams without ``key=`` or ``filter=`` take the compiled loop
-    (``gateway._frames``, 2.6 times fewer instructions per event); the others the Python loop, whose
-    common case is written inline too. In both, a key or value that does not decode takes
-    ``sse.record_data``'s path, which reports it in the event.
+    CPU), so it is compiled (``gateway._frames``, 2.6 times fewer instructions per event than the
+    Python loop, which remains for a source tree where it is not built). In both, a key or value that
+    does not decode takes ``sse.record_data``'s path, which reports it in the event.
     """
     if not msgs:
         return b"", 0
-    if _frames is not None and owned is None and spec.key is None and spec.filter_path is None:
-        return encode_compiled(spec, topic_json, positions, msgs)
+    if _frames is not None:
+        return encode_compiled(spec, topic_json, positions, msgs, owned)
     return encode_python(spec, topic_json, positions, msgs, owned)
 
 
 def encode_compiled(
-    spec: StreamSpec, topic_json: bytes, positions: dict[int, int], msgs: list[Message]
+    spec: StreamSpec, topic_json: bytes, positions: dict[int, int], msgs: list[Message], owned: set[int] | None = None
 ) -> tuple[bytes, int]:
-    """``encode_batch`` of an assign-mode stream without ``key=`` or ``filter=``, by ``gateway._frames``."""
+    """``encode_batch`` by the compiled loop (``gateway._frames``)."""
     assert _frames is not None
     topic = spec.topic.name
 
     def slow(msg: Message, token: bytes) -> bytes:
         return _reference_frame(spec, topic_json, msg, token)
 
-    return _frames.encode_plain(
-        topic, topic_json, zlib.crc32(topic.encode()), positions, msgs,
-        _FORMAT_CODES[spec.key_format], _FORMAT_CODES[spec.value_format], _valid, _enc, _raise_fatal, slow,
+    def match(msg: Message) -> bool:
+        return _matches(spec, msg)
+
+    plain = spec.key is None and spec.filter_path is None
+    return _frames.encode(
+        topic, topic_json, zlib.crc32(topic.encode()), positions, msgs, owned,
+        _FORMAT_CODES[spec.key_format], _FORMAT_CODES[spec.value_format], _valid, _enc,
+        None if plain else match, _raise_fatal, slow,
     )  # fmt: skip
 
 
@@ -183,8 +187,7 @@ def _reference_frame(spec: StreamSpec, topic_json: bytes, msg: Message, token: b
 def encode_python(
     spec: StreamSpec, topic_json: bytes, positions: dict[int, int], msgs: list[Message], owned: set[int] | None = None
 ) -> tuple[bytes, int]:
-    """``encode_batch`` in Python: every stream when ``gateway._frames`` is not built, else group mode
-    and streams with ``key=`` or ``filter=``."""
+    """``encode_batch`` in Python, for a gateway whose ``gateway._frames`` is not built."""
     topic = spec.topic.name
     out: list[bytes] = []
     append = out.append

@@ -1,7 +1,7 @@
 """An SSE stream's chunk (``streams.encode_batch``, the per-event hot path) holds exactly the frames the
 plain definitions give: ``sse.record_data`` in ``sse.frame`` under the id ``cursor.encode`` makes of the
-positions after the record, for every format, decode failure, tombstone, header set and filter; both
-from the Python loop and from the compiled one (``gateway._frames``) that plain assign-mode streams use."""
+positions after the record, for every format, decode failure, tombstone, header set, filter and group
+mode; both from the compiled loop (``gateway._frames``) and from the Python one."""
 
 from __future__ import annotations
 
@@ -48,11 +48,15 @@ formats = st.sampled_from(codec.FORMATS)
 starts = st.sampled_from([0, 100, 0x3FF0, 0x1FFFF0, 0xFFFFFF0, 2**40])
 
 
-def reference(spec: streams.StreamSpec, positions: dict[int, int], msgs: list[Message]) -> tuple[bytes, int]:
+def reference(
+    spec: streams.StreamSpec, positions: dict[int, int], msgs: list[Message], owned: set[int] | None = None
+) -> tuple[bytes, int]:
     frames = []
     for m in msgs:
         p, offset = m.partition(), m.offset()
         assert p is not None and offset is not None
+        if owned is not None and p not in owned:
+            continue  # a group-mode stream's revoked partition
         positions[p] = offset + 1
         if not streams._matches(spec, m):
             continue
@@ -72,7 +76,7 @@ def reference(spec: streams.StreamSpec, positions: dict[int, int], msgs: list[Me
     starts,
     st.sampled_from([None, "u-1", "caf\xe9"]),
     st.sampled_from(["", "n=7", "user=u-3"]),
-    st.booleans(),
+    st.sampled_from([None, frozenset({0, 2, 5}), frozenset({0, 5})]),
 )
 def test_chunk_is_the_plain_frames(
     recs: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int]],
@@ -81,7 +85,7 @@ def test_chunk_is_the_plain_frames(
     start: int,
     key: str | None,
     filter_expr: str,
-    group: bool,
+    group: frozenset[int] | None,
 ) -> None:
     path, expected = streams.parse_filter(filter_expr)
     spec = streams.StreamSpec(
@@ -96,16 +100,18 @@ def test_chunk_is_the_plain_frames(
         next_offset[p] += 1
     start_positions = {0: start, 2: start + 7, 5: start}
     owned = None
-    if group:
-        # Group mode: partition 5 was just assigned, its start unknown until its first record.
-        owned = {0, 2, 5}
+    if group is not None:
+        # Group mode: partition 5 was just assigned, its start unknown until its first record; without
+        # 2, partition 2 was revoked since the poll (its records are dropped).
+        owned = set(group)
         del start_positions[5]
     want_positions = dict(start_positions)
-    want = reference(spec, want_positions, msgs)
-    got_positions = dict(start_positions)
-    got = streams.encode_python(spec, msgspec.json.encode(TOPIC), got_positions, msgs, owned)
-    assert got == want
-    assert got_positions == want_positions
+    want = reference(spec, want_positions, msgs, owned)
+    for encode in (streams.encode_python, streams.encode_compiled):
+        got_positions = dict(start_positions)
+        got = encode(spec, msgspec.json.encode(TOPIC), got_positions, msgs, owned)
+        assert got == want
+        assert got_positions == want_positions
 
 
 @settings(max_examples=300, deadline=None)
@@ -117,8 +123,8 @@ def test_compiled_chunk_is_the_plain_frames(
     start: int,
     partitions: tuple[int, ...],
 ) -> None:
-    # Assign mode without key= or filter=: what encode_batch hands to gateway._frames. With 64
-    # partitions, the cursor's bytes are rewritten in C for many varints per event.
+    # The common stream (assign mode, no key= or filter=), and 64 partitions: the cursor's bytes are
+    # rewritten in C for many varints per event.
     spec = streams.StreamSpec(TopicInfo(TOPIC, 64), partitions, "earliest", None, None, key_format, value_format)
     start_positions = {p: start + p for p in partitions}
     next_offset = dict(start_positions)
