@@ -6,7 +6,8 @@ figure is the difference between a run that does the work ``rounds`` times and o
 times, so start-up cancels. ``--gateway-dir`` counts another tree's gateway (e.g. a ``git archive`` of an
 earlier commit).
 
-- ``encode-cost``: ``streams.encode_batch`` per SSE event, the SSE scenario's records on 3 partitions.
+- ``encode-cost``: ``streams.encode_batch`` per SSE event, the SSE scenario's records on 3 partitions
+  (``--python-loop``: ``streams.encode_python``, the loop a gateway without its compiled module runs).
 - ``produce-cost``: the batched produce scenario's request body (100 records) through the steps of the
   produce route without HTTP, each step's instructions per record: decoding the body
   (``records.parse_body``), validating and encoding the records (``records.prepare``), handing them to
@@ -40,6 +41,7 @@ from gateway import streams
 from gateway.kafka.metadata import TopicInfo
 
 topic, rounds, poll = "bench-sse", int(sys.argv[1]), int(sys.argv[2])
+encode = getattr(streams, sys.argv[3])
 spec = streams.StreamSpec(TopicInfo(topic, 3), (0, 1, 2), "earliest", None, None, "string", "json")
 msgs = []
 for i in range(poll):
@@ -49,7 +51,7 @@ for i in range(poll):
     msgs.append(Message(topic=topic, partition=i % 3, offset=100_000 + i, key=key.encode(), value=value, timestamp=(1, ts)))
 topic_json = msgspec.json.encode(topic)
 for _ in range(rounds):
-    streams.encode_batch(spec, topic_json, {0: 100_000, 1: 100_000, 2: 100_000}, msgs)
+    encode(spec, topic_json, {0: 100_000, 1: 100_000, 2: 100_000}, msgs)
 """
 
 PRODUCE = """
@@ -135,12 +137,13 @@ def _need_valgrind(probe: str) -> None:
         raise SystemExit(f"{probe} needs valgrind (apt-get install -y valgrind)")
 
 
-def encode_cost(rounds: int, gateway_dir: Path | None) -> None:
+def encode_cost(rounds: int, gateway_dir: Path | None, python_loop: bool = False) -> None:
     _need_valgrind("encode-cost")
-    base = _instructions(ENCODE, ["0", str(POLL)], gateway_dir)
-    total = _instructions(ENCODE, [str(rounds), str(POLL)], gateway_dir)
+    function = "encode_python" if python_loop else "encode_batch"
+    base = _instructions(ENCODE, ["0", str(POLL), function], gateway_dir)
+    total = _instructions(ENCODE, [str(rounds), str(POLL), function], gateway_dir)
     where = gateway_dir or "this checkout"
-    print(f"encode_batch ({where}): {(total - base) / (rounds * POLL):,.0f} instructions per event")
+    print(f"{function} ({where}): {(total - base) / (rounds * POLL):,.0f} instructions per event")
 
 
 def produce_cost(rounds: int, gateway_dir: Path | None) -> None:

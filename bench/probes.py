@@ -7,8 +7,9 @@
 - ``consumer-start``: a native consumer (the bench reference's settings) reads 200,000 records from the
   beginning, a new one each try; prints the time to its first record and to the last, with librdkafka's
   default ``fetch.queue.backoff.ms`` (1 s) and with the reference's 10 ms.
-- ``encode-cost`` / ``produce-cost``: instructions per SSE event spent encoding it / per record in each step
-  of a batched produce request without HTTP (``bench/instructions.py``; valgrind, no Kafka).
+- ``encode-cost`` / ``produce-cost``: instructions per SSE event spent encoding it (``--python-loop``: by
+  the Python loop instead of the compiled one) / per record in each step of a batched produce request
+  without HTTP (``bench/instructions.py``; valgrind, no Kafka).
 - ``stream-memory``: SSE streams from ``earliest`` of a topic holding more than they can buffer, whose
   clients stop reading after the first bytes; prints the gateway's RSS growth per stream once it has
   settled, i.e. what each stream's consumer prefetches while its client is slow.
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--gateway-dir", type=Path, help="encode-cost, produce-cost: count this tree's gateway package")
     parser.add_argument(
+        "--python-loop", action="store_true", help="encode-cost: count streams.encode_python, not the compiled loop"
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=5,
@@ -146,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     gateway_dir = args.gateway_dir.resolve() if args.gateway_dir else None
     if args.probe == "encode-cost":
-        instructions.encode_cost(args.rounds, gateway_dir)
+        instructions.encode_cost(args.rounds, gateway_dir, args.python_loop)
         return
     if args.probe == "produce-cost":
         instructions.produce_cost(args.rounds * 4, gateway_dir)

@@ -149,6 +149,8 @@ cdef class _Cursor:
     def __cinit__(self, uint32_t seed, positions):
         cdef Py_ssize_t i
         keys = sorted(positions)
+        if keys and keys[0] < 0:
+            raise ValueError("partitions are never negative")
         self.count = len(keys)
         self.seed = seed
         self.slots = (max(keys) + 1) if keys else 0
