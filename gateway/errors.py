@@ -57,6 +57,14 @@ class TopicNotFound(NotFound):
         self.topic = topic
 
 
+class TopicDeleted(TopicNotFound):
+    """A stream's topic was deleted while it was open (the stream ends with this as ``event: error``)."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self.message = f"Topic '{topic}' was deleted; the stream ends."
+
+
 class PartitionNotFound(NotFound):
     def __init__(self, topic: str, partition: int) -> None:
         super().__init__(f"Partition {partition} of topic '{topic}' not found.")

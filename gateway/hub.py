@@ -25,6 +25,7 @@ import msgspec
 from gateway import errors, sse, streams
 from gateway.feed import Feed, FeedKey, Subscription
 from gateway.kafka.consumer import AsyncConsumer
+from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.offsets import Offsets
 from gateway.metrics import Metrics
 from gateway.settings import SseSettings
@@ -58,11 +59,20 @@ class Slot:
 class StreamHub:
     """Counts streams against the cap, drains them on shutdown, and owns the shared feeds."""
 
-    def __init__(self, settings: SseSettings, consumer_conf: dict[str, Any], executor: Executor, metrics: Metrics):
+    def __init__(
+        self,
+        settings: SseSettings,
+        consumer_conf: dict[str, Any],
+        executor: Executor,
+        metrics: Metrics,
+        metadata: MetadataCache | None = None,
+    ):
         self.settings = settings
         self.consumer_conf = consumer_conf
         self.executor = executor
         self.metrics = metrics
+        # Feeds end their subscribers' streams when their topic is deleted (None: never checked).
+        self.metadata = metadata
         self.open_streams = 0
         self.draining = False
         self._feeds: dict[FeedKey, Feed] = {}

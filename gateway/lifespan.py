@@ -166,7 +166,7 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),
-            hub=StreamHub(settings.sse, consumer_config(settings), executor, metrics),
+            hub=StreamHub(settings.sse, consumer_config(settings), executor, metrics, metadata),
         )
         rt.pool = ConsumerPool(
             consumer_config(settings),

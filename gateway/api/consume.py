@@ -52,8 +52,8 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "record: `id: <cursor>`, `event: record` (or `tombstone` for a null value), `data: {topic, partition, "
         "offset, timestamp, key, value, headers}` on one line; a value that does not decode in the asked format "
         "comes as `value_b64` + `decode_error`. Comment heartbeats keep idle streams alive. After the stream has "
-        'started, a failure is `event: error` with `data: {"message": ...}` (for example `slow consumer`) and '
-        "the stream ends; on shutdown the gateway sends a last `retry:` and ends it.",
+        'started, a failure is `event: error` with `data: {"message": ...}` (for example `slow consumer`, or the '
+        "topic deleted) and the stream ends; on shutdown the gateway sends a last `retry:` and ends it.",
         "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _EXAMPLE_STREAM}},
     },
     400: {"description": "Bad query parameter or malformed cursor (40001)", **_ERR},
@@ -244,6 +244,8 @@ async def _assigned_stream(
             if chunk:
                 yield chunk
                 _count(rt, "assign", events)
+            elif await rt.metadata.gone(spec.topic.name):
+                raise errors.TopicDeleted(spec.topic.name)
             if rt.hub.draining:
                 break
     yield sse.goodbye(cfg.retry_ms)
@@ -257,6 +259,8 @@ async def _group_stream(rt: Runtime, member: groups.GroupStream) -> AsyncGenerat
             if chunk:
                 yield chunk
                 _count(rt, "group", events)
+            elif await rt.metadata.gone(member.spec.topic.name):
+                raise errors.TopicDeleted(member.spec.topic.name)
             # The chunk is on the socket now (or was all filtered out): commit it (at-least-once).
             await member.written()
             if rt.hub.draining:

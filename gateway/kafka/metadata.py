@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from gateway import errors
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # A miss may refresh metadata at most this often; more misses share the last answer.
 MISS_REFRESH_INTERVAL_S = 0.05
 METADATA_TIMEOUT_S = 5.0
+# ``gone`` asks Kafka about one missing topic at most this often.
+GONE_CHECK_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class MetadataCache:
     last_error: str | None = "metadata not fetched yet"
     _last_attempt: float = 0.0
     _inflight: asyncio.Future[None] | None = None
+    _gone_checked: dict[str, float] = field(default_factory=dict)
 
     async def refresh(self) -> None:
         """Fetch metadata now; concurrent callers share one request."""
@@ -123,6 +127,32 @@ class MetadataCache:
         if not self.fresh():
             raise errors.Unavailable("Kafka is unreachable; cannot tell whether the topic exists.")
         raise errors.TopicNotFound(name)
+
+    async def gone(self, name: str) -> bool:
+        """Whether an open stream's topic was deleted: missing from the last refresh, which succeeded,
+        and Kafka answers "unknown topic" when asked about it alone.
+
+        librdkafka's consumer says nothing when an assigned topic is deleted (it waits for it), so
+        streams ask this on idle polls; the first test is a dict lookup. A topic briefly without a
+        leader also drops out of a refresh, hence the question to Kafka (at most every
+        ``GONE_CHECK_INTERVAL_S`` per topic); any failure to get an answer means "not gone".
+        """
+        if name in self.topics or self.last_error is not None or not self.fresh():
+            return False
+        now = time.monotonic()
+        if now - self._gone_checked.get(name, -GONE_CHECK_INTERVAL_S) < GONE_CHECK_INTERVAL_S:
+            return False
+        self._gone_checked[name] = now
+        loop = asyncio.get_running_loop()
+        try:
+            md = await loop.run_in_executor(
+                self.executor, lambda: self.admin.list_topics(topic=name, timeout=METADATA_TIMEOUT_S)
+            )
+        except Exception:  # KafkaException or a transport error: no answer
+            return False
+        found = md.topics.get(name)
+        error = found.error if found is not None else None
+        return error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
     async def partition(self, topic: str, partition: int) -> TopicInfo:
         info = await self.topic(topic)

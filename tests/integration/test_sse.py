@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from gateway import cursor
 from tests.helpers import GatewayProcess
@@ -209,3 +210,34 @@ def test_cursor_names_every_partition_of_the_stream(
     with stream(gateway.url, topic, {"from": "earliest"}) as events:
         (ev,) = take(events, 1)
     assert cursor.decode(topic, ev.id) == {p: (1 if p == 0 else 0) for p in range(partitions)}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"from": "earliest"}, {"from": "latest"}, {"group": "g-deleted"}],
+    ids=["assign", "shared-feed", "group"],
+)
+def test_a_deleted_topic_ends_its_streams_with_an_error_event(
+    bootstrap: str, admin: AdminClient, new_topic: Callable[..., str], params: dict[str, str]
+) -> None:
+    # librdkafka's consumer waits silently for a deleted topic; the gateway notices it in its metadata
+    # and ends the stream, so an EventSource reconnects and gets the 404 instead of waiting forever.
+    topic = new_topic(2)
+    # Heartbeats (15 s) slower than the client's read timeout (10 s): a stream left open fails the test.
+    env = {"GATEWAY_METADATA_REFRESH_S": "0.5"}
+    with GatewayProcess(bootstrap, env=env) as gw, stream(gw.url, topic, params) as events:
+        if params.get("from") != "earliest":
+            # Wait until the stream is live (a shared feed or a group member starts at the end).
+            time.sleep(3)
+        produce(bootstrap, topic, [(b"k", b'{"n": 1}')])
+        first = take(events, 1)
+        assert [e.event for e in first] == ["record"]
+        admin.delete_topics([topic])[topic].result(30)
+        deleted_at = time.monotonic()
+        rest = take(events, 1, timeout_s=30)
+        assert [e.event for e in rest] == ["error"]
+        assert rest[0].data == {"message": f"Topic '{topic}' was deleted; the stream ends."}
+        assert time.monotonic() - deleted_at < 15
+        # The stream is over: the server closed it.
+        assert take(events, 1, timeout_s=5, partial=True) == []
+        assert httpx.get(f"{gw.url}/topics/{topic}/events", timeout=5).status_code == 404
