@@ -118,6 +118,10 @@ class AuthSettings(BaseModel):
     # HS256: the shared secret; RS256: a PEM public key. Or a JWKS document (keys chosen by "kid").
     jwt_key_file: Path | None = None
     jwt_jwks_file: Path | None = None
+    # Or the identity provider's JWKS URL (e.g. Keycloak's .../protocol/openid-connect/certs), fetched at
+    # start and every jwt_jwks_refresh_s off the event loop, and sooner when a token names an unknown kid.
+    jwt_jwks_url: str | None = None
+    jwt_jwks_refresh_s: Annotated[float, Field(gt=0)] = 300.0
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     # Claim holding the scopes: a space-separated string (OAuth 2) or a list; dots walk nested objects.
@@ -136,8 +140,14 @@ class AuthSettings(BaseModel):
         if self.mode == "api-key" and self.api_keys_file is None:
             raise ValueError("GATEWAY_AUTH__API_KEYS_FILE is required when GATEWAY_AUTH__MODE=api-key")
         if self.mode == "jwt":
-            if (self.jwt_key_file is None) == (self.jwt_jwks_file is None):
-                raise ValueError("mode jwt needs one of GATEWAY_AUTH__JWT_KEY_FILE, GATEWAY_AUTH__JWT_JWKS_FILE")
+            sources = [self.jwt_key_file, self.jwt_jwks_file, self.jwt_jwks_url]
+            if sum(source is not None for source in sources) != 1:
+                raise ValueError(
+                    "mode jwt needs one of GATEWAY_AUTH__JWT_KEY_FILE, GATEWAY_AUTH__JWT_JWKS_FILE, "
+                    "GATEWAY_AUTH__JWT_JWKS_URL"
+                )
+            if self.jwt_jwks_url is not None and not self.jwt_jwks_url.startswith(("https://", "http://")):
+                raise ValueError("GATEWAY_AUTH__JWT_JWKS_URL must be an http(s) URL")
             if not self.jwt_issuer or not self.jwt_audience:
                 raise ValueError("mode jwt needs GATEWAY_AUTH__JWT_ISSUER and GATEWAY_AUTH__JWT_AUDIENCE")
         for path in (self.api_keys_file, self.jwt_key_file, self.jwt_jwks_file):

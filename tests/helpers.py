@@ -142,3 +142,49 @@ class AccessLines(logging.Handler):
 
     def parsed(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines]
+
+
+class JwksServer:
+    """An identity provider's JWKS endpoint on loopback: ``document`` (or ``status``) can change any time."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                body = json.dumps(server.document).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.document: dict[str, Any] = {"keys": []}
+        self.status = 200
+        self.requests = 0
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/certs"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve(self, *keys: tuple[str, Any]) -> None:
+        """Publish these (kid, RSA private key) pairs' public halves."""
+        import jwt
+
+        self.document = {
+            "keys": [
+                {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())), "kid": kid, "alg": "RS256"}
+                for kid, private in keys
+            ]
+        }
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

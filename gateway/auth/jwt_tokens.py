@@ -1,4 +1,4 @@
-"""``jwt`` mode: HS256/RS256 tokens verified against a key or JWKS file (API.md §6).
+"""``jwt`` mode: HS256/RS256 tokens verified against a key file, a JWKS file or a JWKS URL (API.md §6).
 
 The algorithm is fixed by the settings, and ``exp``, ``iss`` and ``aud`` are required. Tokens are
 never logged or echoed; verified ones are cached until they expire.
@@ -7,10 +7,13 @@ never logged or echoed; verified ones are cached until they expire.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import httpx
 
 from gateway import errors
 from gateway.auth.principals import Principal, Scopes
@@ -20,31 +23,98 @@ from gateway.settings import AuthSettings
 log = logging.getLogger(__name__)
 
 
+# A JWKS URL is fetched at most this long, and asked again (for an unknown "kid", or after a failure)
+# at most this often, or every jwt_jwks_refresh_s if that is shorter.
+JWKS_TIMEOUT_S = 5.0
+JWKS_MIN_REFETCH_S = 30.0
+
+
+class RemoteJwks:
+    """An identity provider's JWKS, fetched on a thread of its own so the event loop never waits for it.
+
+    Fetched once at start (in the caller's thread); then a request that finds the keys older than
+    ``refresh_s``, or a token whose ``kid`` is unknown (a key just rotated in), starts a background
+    fetch and goes on with the keys at hand. A failed fetch keeps the previous keys.
+    """
+
+    def __init__(self, url: str, refresh_s: float, parse: Callable[[bytes], dict[str | None, Any]]) -> None:
+        self.url = url
+        self.refresh_s = refresh_s
+        self._parse = parse
+        self.keys: dict[str | None, Any] = {}
+        # Bumped when a fetch brings a different set of keys (the verifier drops its cache then).
+        self.generation = 0
+        self.error: str | None = None
+        self._fetched = self._attempted = float("-inf")
+        self._lock = threading.Lock()
+        self._running = False
+        self._fetch()
+
+    def _fetch(self) -> None:
+        self._attempted = time.monotonic()
+        try:
+            response = httpx.get(self.url, timeout=JWKS_TIMEOUT_S)
+            response.raise_for_status()
+            keys = self._parse(response.content)
+        except Exception as exc:  # the IdP unreachable, an error status, a document that does not parse
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("JWKS %s not fetched, previous keys kept: %s", self.url, self.error)
+        else:
+            if set(keys) != set(self.keys):
+                self.generation += 1
+            self.keys, self.error, self._fetched = keys, None, time.monotonic()
+        finally:
+            with self._lock:
+                self._running = False
+
+    def refresh_if_due(self, unknown_kid: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._attempted < min(JWKS_MIN_REFETCH_S, self.refresh_s):
+            return
+        if not (unknown_kid or not self.keys or now - self._fetched >= self.refresh_s):
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._fetch, name="jwks-fetch", daemon=True).start()
+
+
 class JwtVerifier:
-    """HS256 or RS256 tokens checked against a key file or a JWKS file; verified tokens are cached."""
+    """HS256 or RS256 tokens checked against a key file, a JWKS file or a JWKS URL; verified tokens are cached."""
 
     def __init__(self, settings: AuthSettings) -> None:
         import jwt  # only jwt mode needs PyJWT and cryptography loaded
 
         self._jwt = jwt
         self.settings = settings
-        source = settings.jwt_jwks_file or settings.jwt_key_file
-        assert source is not None
-        self._file = WatchedFile(source, settings.reload_s)
         self._key: Any = None
         self._jwks: dict[str | None, Any] = {}
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._file: WatchedFile | None = None
+        self._remote: RemoteJwks | None = None
+        self._generation = 0
+        if settings.jwt_jwks_url is not None:
+            self._remote = RemoteJwks(settings.jwt_jwks_url, settings.jwt_jwks_refresh_s, self._parse_jwks)
+            return
+        source = settings.jwt_jwks_file or settings.jwt_key_file
+        assert source is not None
+        self._file = WatchedFile(source, settings.reload_s)
         self._reload(strict=True)
+
+    def _parse_jwks(self, data: bytes) -> dict[str | None, Any]:
+        jwks = self._jwt.PyJWKSet.from_json(data.decode())
+        keys: dict[str | None, Any] = {k.key_id: k for k in jwks.keys}
+        if len(jwks.keys) == 1:
+            keys[None] = jwks.keys[0]  # a token without "kid" may use the only key
+        return keys
 
     def _load(self) -> None:
         s = self.settings
+        assert self._file is not None
         data = self._file.path.read_bytes()
         if s.jwt_jwks_file is not None:
-            jwks = self._jwt.PyJWKSet.from_json(data.decode())
-            keys: dict[str | None, Any] = {k.key_id: k for k in jwks.keys}
-            if len(jwks.keys) == 1:
-                keys[None] = jwks.keys[0]  # a token without "kid" may use the only key
-            self._jwks = keys
+            self._jwks = self._parse_jwks(data)
         elif s.jwt_algorithm == "HS256":
             secret = data.strip()
             if len(secret) < 32:
@@ -61,6 +131,8 @@ class JwtVerifier:
         self._cache.clear()
 
     def _reload(self, strict: bool = False) -> None:
+        if self._file is None:
+            return
         try:
             if self._file.changed(time.monotonic()):
                 self._load()
@@ -73,6 +145,13 @@ class JwtVerifier:
         now = time.time()
         s = self.settings
         self._reload()
+        remote = self._remote
+        if remote is not None:
+            remote.refresh_if_due()
+            if remote.generation != self._generation:
+                # Keys came or went: a token signed by a withdrawn key must not live on in the cache.
+                self._generation = remote.generation
+                self._cache.clear()
         hit = self._cache.get(token)
         if hit is not None:
             if now <= hit[1] + s.jwt_leeway_s:
@@ -81,10 +160,17 @@ class JwtVerifier:
             del self._cache[token]
         jwt = self._jwt
         try:
-            if s.jwt_jwks_file is not None:
+            if s.jwt_jwks_file is not None or remote is not None:
                 kid = jwt.get_unverified_header(token).get("kid")
-                jwk = self._jwks.get(kid if isinstance(kid, str) else None)
+                keys = self._jwks if remote is None else remote.keys
+                jwk = keys.get(kid if isinstance(kid, str) else None)
                 if jwk is None:
+                    if remote is not None:
+                        remote.refresh_if_due(unknown_kid=True)
+                        if not remote.keys:
+                            raise errors.Unavailable(
+                                "The identity provider's signing keys (JWKS) could not be fetched yet.", 5
+                            )
                     raise errors.Unauthenticated("Invalid token: unknown signing key.")
                 key = jwk.key
             else:

@@ -8,6 +8,7 @@ SSE, stream quotas and logs are in ``test_security_live.py`` (a live uvicorn), S
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -23,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from gateway.auth.api_keys import key_digest, new_key
 from tests.conftest import create_topic
-from tests.helpers import read_all
+from tests.helpers import JwksServer, read_all
 
 pytestmark = pytest.mark.anyio
 
@@ -331,6 +332,38 @@ async def test_jwt_mode_checks_signature_expiry_issuer_audience_and_scopes(
         assert r.status_code == 200, r.text
         offset = r.json()["offset"]
     assert any(m.value() == b'"jwt"' and m.offset() == offset for m in read_all(bootstrap, topic, offset + 1))
+
+
+async def test_jwt_keys_from_an_identity_providers_jwks_url(
+    make_client: Callable[..., Any], world: World, bootstrap: str
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    idp = JwksServer()
+    try:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        idp.status = 500  # the IdP is down when the gateway starts
+        settings = {"mode": "jwt", "jwt_jwks_url": idp.url, "jwt_jwks_refresh_s": 0.2, "jwt_issuer": ISS,
+                    "jwt_audience": AUD, "jwt_scope_claim": "scp"}  # fmt: skip
+        topic = world.allowed
+        claims = {"sub": "idp-svc", "iss": ISS, "aud": AUD, "exp": int(time.time()) + 300, "scp": [f"write:{topic}"]}
+        token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "main"})
+        auth = {"authorization": f"Bearer {token}"}
+        async with make_client(auth=settings) as c:
+            r = await c.post(f"/topics/{topic}/records", json={"value": "idp"}, headers=auth)
+            _error(r, 503, 50301)
+            assert r.headers["retry-after"] == "5" and "signing keys" in r.json()["message"]
+            idp.status = 200
+            idp.serve(("main", private))
+            deadline = time.monotonic() + 5
+            while r.status_code == 503 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                r = await c.post(f"/topics/{topic}/records", json={"value": "idp"}, headers=auth)
+            assert r.status_code == 200, r.text
+            offset = r.json()["offset"]
+    finally:
+        idp.close()
+    assert any(m.value() == b'"idp"' and m.offset() == offset for m in read_all(bootstrap, topic, offset + 1))
 
 
 # -- quotas --------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Credentials, scopes and quotas without HTTP: API keys, JWTs (HS256, RS256, JWKS), token buckets."""
+"""Credentials, scopes and quotas without HTTP: API keys, JWTs (HS256, RS256, JWKS file and URL), token buckets."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.auth.principals import Scopes
 from gateway.metrics import Metrics
 from gateway.quotas import Limits, QuotaBook
 from gateway.settings import AuthSettings, QuotaSettings, Settings
+from tests.helpers import JwksServer
 
 HS_SECRET = b"0123456789abcdef0123456789abcdef-test-secret"
 ISS, AUD = "https://issuer.example", "kafka-gateway"
@@ -302,3 +304,82 @@ def test_cors_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("GATEWAY_AUTH__MODE", "api-key")
     with pytest.raises(ValidationError, match="GATEWAY_AUTH__API_KEYS_FILE"):
         Settings()
+
+
+# -- JWKS URL ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jwks() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.close()
+
+
+def _remote(jwks: JwksServer, refresh_s: float = 0.2) -> Authenticator:
+    return Authenticator(
+        AuthSettings(mode="jwt", jwt_jwks_url=jwks.url, jwt_jwks_refresh_s=refresh_s, jwt_issuer=ISS, jwt_audience=AUD)
+    )
+
+
+def _eventually(check: Callable[[], object], timeout_s: float = 5.0) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except (errors.Unauthenticated, errors.Unavailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_jwks_url_is_fetched_at_start_and_a_rotated_key_is_picked_up(
+    jwks: JwksServer, rsa_keys: tuple[Any, bytes]
+) -> None:
+    old, _ = rsa_keys
+    new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks.serve(("k1", old))
+    a = _remote(jwks)
+    assert jwks.requests == 1
+    old_token = _token(old, "RS256", headers={"kid": "k1"})
+    assert a.authenticate(old_token).name == "svc-a"
+    # The IdP rotates: k2 in, k1 withdrawn. A token naming k2 is refused until the keys are fetched
+    # again (its unknown kid asks for that at once, off the caller's thread), then accepted.
+    jwks.serve(("k2", new))
+    new_token = _token(new, "RS256", headers={"kid": "k2"}, sub="svc-b")
+    assert _eventually(lambda: a.authenticate(new_token).name) == "svc-b"
+    # The withdrawn key's token is refused even though it was verified (and cached) before.
+    with pytest.raises(errors.Unauthenticated, match="unknown signing key"):
+        a.authenticate(old_token)
+    # A token signed with another key under a known kid still fails its signature check.
+    with pytest.raises(errors.Unauthenticated, match="Invalid token"):
+        a.authenticate(_token(old, "RS256", headers={"kid": "k2"}))
+
+
+def test_jwks_url_down_at_start_is_503_until_it_answers(jwks: JwksServer, rsa_keys: tuple[Any, bytes]) -> None:
+    private, _ = rsa_keys
+    jwks.status = 500
+    a = _remote(jwks)  # starts anyway: the IdP may come back
+    token = _token(private, "RS256", headers={"kid": "k1"})
+    with pytest.raises(errors.Unavailable, match="could not be fetched"):
+        a.authenticate(token)
+    jwks.status = 200
+    jwks.serve(("k1", private))
+    assert _eventually(lambda: a.authenticate(token).name) == "svc-a"
+    # A document that does not parse later keeps the keys in force.
+    jwks.document = {"keys": "nonsense"}
+    time.sleep(0.3)
+    assert a.authenticate(_token(private, "RS256", headers={"kid": "k1"}, sub="svc-c")).name == "svc-c"
+
+
+def test_jwks_url_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="one of"):
+        AuthSettings(
+            mode="jwt",
+            jwt_jwks_url="https://idp.example/certs",
+            jwt_jwks_file=Path(__file__),
+            jwt_issuer=ISS,
+            jwt_audience=AUD,
+        )
+    with pytest.raises(ValueError, match="http"):
+        AuthSettings(mode="jwt", jwt_jwks_url="file:///etc/passwd", jwt_issuer=ISS, jwt_audience=AUD)
