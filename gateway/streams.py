@@ -171,11 +171,14 @@ def encode_compiled(
 
 
 def _raise_fatal(err: KafkaError) -> None:
+    # A fatal in-band error ends the stream with ``event: error`` (the client resumes with its last id);
+    # librdkafka reports transient broker trouble in-band too and recovers by itself.
     if err.fatal():
         raise KafkaException(err)
 
 
 def _reference_frame(spec: StreamSpec, topic_json: bytes, msg: Message, token: bytes) -> bytes:
+    """The event by the plain definitions: what both loops send for a record they do not write inline."""
     value = msg.value()
     data = sse.record_data(
         topic_json, msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), value, msg.headers(),  # type: ignore[arg-type]
@@ -202,10 +205,7 @@ def encode_python(
     for msg in msgs:
         err = msg.error()
         if err is not None:
-            if err.fatal():
-                # The stream ends with ``event: error``; the client resumes with its last id.
-                raise KafkaException(err)
-            # librdkafka reports transient broker trouble in-band and recovers by itself.
+            _raise_fatal(err)
             continue
         # A consumed message always has partition, offset and list-shaped headers.
         p: int = msg.partition()  # type: ignore[assignment]
@@ -259,10 +259,7 @@ def encode_python(
             else:
                 v = b'"' + _b64(value, newline=False) + b'"'
         except (msgspec.DecodeError, UnicodeDecodeError):
-            data = sse.record_data(
-                topic_json, p, offset, msg.timestamp()[1], key, value, headers, spec.key_format, spec.value_format
-            )
-            append(sse.frame(token, data, value is None))
+            append(_reference_frame(spec, topic_json, msg, token))
             continue
         if headers or value is None:
             kind = b"tombstone" if value is None else b"record"
