@@ -165,7 +165,7 @@ class Feed:
                 # more feeds and streams than threads every Kafka call still gets its turn.
                 poller = loop.run_in_executor(hub.executor, self._poll_slice, own.raw, loop, deliver)
                 await asyncio.shield(poller)
-                if hub.metadata is not None and await hub.metadata.gone(topic):
+                if await hub.metadata.gone(topic):
                     raise errors.TopicDeleted(topic)
             if self._error is not None:
                 raise self._error

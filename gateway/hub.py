@@ -65,13 +65,13 @@ class StreamHub:
         consumer_conf: dict[str, Any],
         executor: Executor,
         metrics: Metrics,
-        metadata: MetadataCache | None = None,
+        metadata: MetadataCache,
     ):
         self.settings = settings
         self.consumer_conf = consumer_conf
         self.executor = executor
         self.metrics = metrics
-        # Feeds end their subscribers' streams when their topic is deleted (None: never checked).
+        # Feeds end their subscribers' streams when their topic is deleted.
         self.metadata = metadata
         self.open_streams = 0
         self.draining = False

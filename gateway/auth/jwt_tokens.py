@@ -44,7 +44,6 @@ class RemoteJwks:
         self.keys: dict[str | None, Any] = {}
         # Bumped when a fetch brings a different set of keys (the verifier drops its cache then).
         self.generation = 0
-        self.error: str | None = None
         self._fetched = self._attempted = float("-inf")
         self._lock = threading.Lock()
         self._running = False
@@ -57,12 +56,11 @@ class RemoteJwks:
             response.raise_for_status()
             keys = self._parse(response.content)
         except Exception as exc:  # the IdP unreachable, an error status, a document that does not parse
-            self.error = f"{type(exc).__name__}: {exc}"[:300]
-            log.error("JWKS %s not fetched, previous keys kept: %s", self.url, self.error)
+            log.error("JWKS %s not fetched, previous keys kept: %s: %s", self.url, type(exc).__name__, str(exc)[:300])
         else:
             if set(keys) != set(self.keys):
                 self.generation += 1
-            self.keys, self.error, self._fetched = keys, None, time.monotonic()
+            self.keys, self._fetched = keys, time.monotonic()
         finally:
             with self._lock:
                 self._running = False
