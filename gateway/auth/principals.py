@@ -43,6 +43,13 @@ class Scopes:
     def can_write(self, topic: str) -> bool:
         return any(fnmatchcase(topic, glob) for glob in self.write)
 
+    def can_see(self, topic: str) -> bool:
+        """Whether a topic listing shows ``topic``: to admins all, to others what they may read or write.
+
+        Kafka's own metadata answers the same way: a client sees only the topics it may describe.
+        """
+        return self.admin or self.can_read(topic) or self.can_write(topic)
+
     @property
     def reads_everything(self) -> bool:
         return "*" in self.read

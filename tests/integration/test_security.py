@@ -218,6 +218,25 @@ async def test_listings_need_any_credential(api: httpx.AsyncClient, world: World
         assert r.status_code == 200, (path, r.text)
 
 
+async def test_topic_listings_show_only_the_topics_a_principal_may_use(api: httpx.AsyncClient, world: World) -> None:
+    # As Kafka's own metadata does: a principal sees the topics it may read or write; admin sees all.
+    cid = await _cluster_id(api, world)
+    ours = {world.allowed, world.other}
+    expected = {"reader": {world.allowed}, "writer": {world.allowed}, "nobody": set(), "admin": ours}
+    for who, visible in expected.items():
+        r = await api.get("/topics", headers=world.auth(who))
+        assert r.status_code == 200, r.text
+        assert ours & set(r.json()) == visible, who
+        r = await api.get("/topics", headers={**world.auth(who), "accept": V2})
+        assert ours & set(r.json()) == visible, who
+        r = await api.get(f"/v3/clusters/{cid}/topics", headers=world.auth(who))
+        assert r.status_code == 200, r.text
+        assert ours & {t["topic_name"] for t in r.json()["data"]} == visible, who
+    # Nothing else leaks either: a scoped principal's listing holds only names its globs match.
+    r = await api.get("/topics", headers=world.auth("reader"))
+    assert all(name.startswith(world.allowed) for name in r.json())
+
+
 async def test_operations_routes_stay_open(api: httpx.AsyncClient) -> None:
     for path in ("/healthz", "/metrics", "/openapi.json", "/docs"):
         r = await api.get(path)

@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.admin.client import cluster_admin
 from gateway.api.admin.responses import JSON, UNAVAILABLE, V2, encode, err, media
 from gateway.api.deps import RuntimeDep
+from gateway.auth.principals import principal_of
 from gateway.kafka.admin import TopicDetail
 from gateway.lifespan import Runtime
 
@@ -96,14 +97,16 @@ async def settle_topic(rt: Runtime, name: str, present: bool) -> None:
     summary="List topic names (also Confluent REST Proxy v2)",
     responses={
         200: {
-            "description": "A JSON array of topic names, sorted (internal topics included).",
+            "description": "A JSON array of topic names, sorted (internal topics included): the topics the "
+            "caller may read or write, every topic with the admin scope (or with authentication off).",
             "content": {JSON: {"example": ["orders", "payments"]}, V2: {"example": ["orders", "payments"]}},
         },
         503: UNAVAILABLE,
     },
 )
-async def list_topics(rt: RuntimeDep, accept: Annotated[str | None, Header()] = None) -> Response:
-    names = await cluster_admin(rt).topic_names()
+async def list_topics(request: Request, rt: RuntimeDep, accept: Annotated[str | None, Header()] = None) -> Response:
+    scopes = principal_of(request).scopes
+    names = [name for name in await cluster_admin(rt).topic_names() if scopes.can_see(name)]
     return Response(encode(names), media_type=media(accept))
 
 

@@ -15,6 +15,7 @@ from gateway.api.admin.topics import settle_topic
 from gateway.api.confluent_v3.links import E_503, E_CLUSTER, JSON, ClusterId, Links, Topic, json_response, links_for
 from gateway.api.deps import RuntimeDep
 from gateway.api.error_docs import errs
+from gateway.auth.principals import principal_of
 from gateway.kafka.admin import TopicDetail
 from gateway.lifespan import Runtime
 
@@ -77,6 +78,7 @@ _TOPIC_EXAMPLE = {
 @router.get(
     "/clusters/{cluster_id}/topics",
     summary="Confluent v3: list topics",
+    description="The topics the caller may read or write; every topic with the admin scope (or with authentication off).",
     responses={
         200: {"content": {JSON: {"example": {"kind": "KafkaTopicList", "data": [_TOPIC_EXAMPLE]}}}},
         **errs(E_CLUSTER, E_503),
@@ -84,7 +86,8 @@ _TOPIC_EXAMPLE = {
 )
 async def list_topics(request: Request, rt: RuntimeDep, cluster_id: ClusterId) -> Response:
     links = await links_for(request, rt, cluster_id)
-    data = [_topic_json(links, *t) for t in await _topic_summaries(rt)]
+    scopes = principal_of(request).scopes
+    data = [_topic_json(links, *t) for t in await _topic_summaries(rt) if scopes.can_see(t[0])]
     return json_response(links.listing("KafkaTopicList", data, "topics"))
 
 
