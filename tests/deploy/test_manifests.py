@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -378,7 +379,7 @@ def test_gateway_bootstrap_matches_a_listener(rendered: dict[str, list[Doc]], ta
 
 @pytest.mark.parametrize("target", ALL)
 def test_gateway_settings_are_accepted_by_the_gateway(
-    rendered: dict[str, list[Doc]], target: str, monkeypatch: pytest.MonkeyPatch
+    rendered: dict[str, list[Doc]], target: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every GATEWAY_* variable names a real setting, and the whole set passes gateway.settings."""
     docs = rendered[target]
@@ -393,10 +394,30 @@ def test_gateway_settings_are_accepted_by_the_gateway(
             monkeypatch.setenv(key, value)
     for key in secret_env(docs):
         monkeypatch.setenv(key, "from-a-secret")
+    # The key file is mounted from a Secret (test_callers_need_an_api_key_from_a_secret); here, one like it.
+    key_file = tmp_path / "keys.json"
+    key_file.write_text('{"keys": []}')
+    monkeypatch.setenv("GATEWAY_AUTH__API_KEYS_FILE", str(key_file))
     settings = Settings()
     assert settings.host == "0.0.0.0"
     assert settings.port == container_port(docs, "http") == GATEWAY_PORT
     assert settings.kafka_common()["sasl.password"] == "from-a-secret"
+
+
+@pytest.mark.parametrize("target", ALL)
+def test_callers_need_an_api_key_from_a_secret(rendered: dict[str, list[Doc]], target: str) -> None:
+    """No target runs an open gateway: API keys, from a Secret the repository only names."""
+    docs = rendered[target]
+    env = gateway_env(docs)
+    assert env["GATEWAY_AUTH__MODE"] == "api-key"
+    path = env["GATEWAY_AUTH__API_KEYS_FILE"]
+    mount = next(m for m in container(docs)["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    assert mount.get("readOnly") is True and "subPath" not in mount, "subPath mounts never see Secret updates"
+    volume = next(v for v in pod_spec(docs)["volumes"] if v["name"] == mount["name"])
+    secret = volume["secret"]
+    assert secret["secretName"] == "kafka-gateway-api-keys" and not secret.get("optional", False)
+    assert {"key": "keys.json", "path": path.removeprefix(mount["mountPath"].rstrip("/") + "/")} in secret["items"]
+    assert not [d for d in docs if d["kind"] == "Secret"], "the key file is created by the operator, never kept here"
 
 
 @pytest.mark.parametrize("target", ALL)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gateway import errors
 from gateway.auth import Authenticator, bearer
+from gateway.auth.__main__ import main as auth_cli
 from gateway.auth.api_keys import key_digest, load_api_keys, new_key
 from gateway.auth.principals import Scopes
 from gateway.metrics import Metrics
@@ -117,6 +118,50 @@ def test_api_key_file_is_reloaded_when_it_changes_and_a_bad_edit_keeps_the_old_k
     os.utime(path, ns=(time.time_ns() + 2 * 10**9, time.time_ns() + 2 * 10**9))
     time.sleep(0.02)
     assert a.authenticate(fresh).name == "fresh"
+
+
+def _new_key_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = auth_cli(["new-key", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_new_key_cli_prints_an_entry_or_adds_it_to_a_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _new_key_cli(capsys, "web", "write:web.*")
+    assert code == 0
+    key = err.split(": ", 1)[1].split()[0]
+    assert json.loads(out) == {"name": "web", "sha256": key_digest(key), "scopes": ["write:web.*"]}
+
+    path = tmp_path / "keys.json"
+    keys = []
+    for name, scopes in (("ops", ["admin", "read:*"]), ("app", ["write:orders"])):
+        code, out, err = _new_key_cli(capsys, name, *scopes, "--file", str(path))
+        assert (code, out) == (0, "")
+        keys.append(err.split(": ", 1)[1].split()[0])
+    assert not any(key in path.read_text() for key in keys)
+    # The file the command wrote is one the gateway serves from: both keys work, with their scopes.
+    a = Authenticator(AuthSettings(mode="api-key", api_keys_file=path))
+    assert a.authenticate(keys[0]).name == "ops" and a.authenticate(keys[0]).scopes.admin
+    assert a.authenticate(keys[1]).scopes.can_write("orders")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_new_key_cli_refuses_a_taken_name_and_a_broken_file_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    assert _new_key_cli(capsys, "app", "--file", str(path))[0] == 0
+    before = path.read_bytes()
+    code, out, err = _new_key_cli(capsys, "app", "admin", "--file", str(path))
+    assert (code, out) == (1, "") and "already has a key named 'app'" in err and "kgw_" not in err
+    assert path.read_bytes() == before
+    path.write_text('{"keys": [{"name": "x", "sha256": "short"}]}')
+    code, _, err = _new_key_cli(capsys, "other", "--file", str(path))
+    assert code == 1 and "64 hex digits" in err
+    assert path.read_text() == '{"keys": [{"name": "x", "sha256": "short"}]}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json"]  # no temporary file left
 
 
 def test_bad_key_file_fails_at_start(tmp_path: Path) -> None:
