@@ -103,7 +103,10 @@ async def events(
     ] = None,
     group: Annotated[
         str | None,
-        Query(description="Consumer group: streams of one group split the partitions and commit what they wrote"),
+        Query(
+            description="Consumer group: streams of one group split the partitions and commit what they wrote. "
+            "With authentication on, it must match the caller's `group:` scopes if it has any (else 403)."
+        ),
     ] = None,
     partitions: Annotated[
         str | None, Query(description="Comma-separated partitions (default all; not with `group`)", examples=["0,2"])

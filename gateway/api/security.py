@@ -9,7 +9,8 @@ Starlette's router does (``gateway.api.route_table``), classifies it with ``gate
 2. an open route passes; any other needs a credential (401 without a valid one);
 3. the principal must hold the scope the route class needs for the topic in the path (403); for
    Confluent consumer-instance routes, for every topic the JSON body names (and only the instance's
-   creator may use it: ``gateway.api.owners``);
+   creator may use it: ``gateway.api.owners``); a consumer group it would join (the instance's, an SSE
+   stream's ``group=``) must match its ``group:`` scopes, if it has any;
 4. the principal goes on ``request.state.principal`` (``gateway.auth.principals.principal_of``) and,
    when it has a rate quota, on ``gateway.quotas.current_meter`` for ``MeteredPublisher``; a stream route
    counts against the principal's concurrent-stream quota for as long as its response lasts;
@@ -103,11 +104,15 @@ class SecurityMiddleware:
             # Auth mode none: the anonymous principal may do everything, so there is nothing to check.
             if principal is not ANONYMOUS:
                 topics: tuple[list[str], bool] = ([], False)
+                group = None
                 if plan.consumer is not None:
                     receive, topics = await self._body_topics(receive)
                     send = self.owners.guard(scope, send, *plan.consumer, principal)
+                    group = plan.consumer[1].get("group")
+                elif plan.stream:
+                    group = _query_value(scope, "group")
                 for rule, params in plan.matches:
-                    self._authorize(rule, principal, params, *topics)
+                    self._authorize(rule, principal, params, *topics, group)
             limits = self.quotas.limits_for(principal.limits)
         except errors.GatewayError as exc:
             await self._refuse(exc, scope, receive, send)
@@ -213,6 +218,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _query_value(scope: Scope, name: str) -> str | None:
+    """The last value of one query parameter (as the route's own parsing would take it), or ``None``."""
+    query = scope.get("query_string", b"")
+    if name.encode() not in query:
+        return None
+    values = [value for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if key == name]
+    return values[-1] if values and values[-1] else None
 
 
 def _take_access_token(scope: Scope) -> str | None:

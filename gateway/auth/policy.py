@@ -138,9 +138,17 @@ def named_topics(body: Any) -> tuple[list[str], bool]:
 
 
 def authorize(
-    rule: Rule, principal: Principal, params: Mapping[str, Any], topics: Iterable[str] = (), pattern: bool = False
+    rule: Rule,
+    principal: Principal,
+    params: Mapping[str, Any],
+    topics: Iterable[str] = (),
+    pattern: bool = False,
+    group: str | None = None,
 ) -> None:
-    """Raise ``Forbidden`` unless ``principal`` may call a route of ``rule`` with these parameters."""
+    """Raise ``Forbidden`` unless ``principal`` may call a route of ``rule`` with these parameters.
+
+    ``group`` is the consumer group the request would join (SSE ``group=``, a Confluent instance's group).
+    """
     scopes = principal.scopes
     access = rule.access
     if access in (Access.OPEN, Access.AUTHENTICATED):
@@ -149,6 +157,8 @@ def authorize(
         if not scopes.admin:
             raise errors.Forbidden(f"Principal '{principal.name}' needs the admin scope for this route.")
         return
+    if group is not None and not scopes.can_use_group(group):
+        raise errors.Forbidden(f"Principal '{principal.name}' may not use consumer group '{group}'.")
     if access is Access.CONSUMER:
         for topic in topics:
             if not scopes.can_read(topic):

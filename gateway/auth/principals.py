@@ -3,6 +3,8 @@
 - **Scopes** are ``read:<topic glob>``, ``write:<topic glob>`` and ``admin`` (``fnmatch`` globs, case
   sensitive like topic names). ``admin`` does not imply reading or writing data: a superuser has
   ``admin read:* write:*``. Unknown scopes (``openid`` and the like) are ignored.
+- ``group:<glob>`` scopes confine the consumer groups a principal may join and commit for (SSE ``group=``,
+  Confluent consumer instances). A principal with none may use every group, as before these scopes existed.
 """
 
 from __future__ import annotations
@@ -21,27 +23,29 @@ class Scopes:
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     admin: bool = False
+    # Consumer-group globs; empty: every group.
+    group: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, items: Iterable[str]) -> Scopes:
-        read: list[str] = []
-        write: list[str] = []
+        globs: dict[str, list[str]] = {"read": [], "write": [], "group": []}
         admin = False
         for item in items:
             kind, _, glob = item.partition(":")
-            if kind == "read" and glob:
-                read.append(glob)
-            elif kind == "write" and glob:
-                write.append(glob)
+            if kind in globs and glob:
+                globs[kind].append(glob)
             elif item == "admin":
                 admin = True
-        return cls(tuple(read), tuple(write), admin)
+        return cls(tuple(globs["read"]), tuple(globs["write"]), admin, tuple(globs["group"]))
 
     def can_read(self, topic: str) -> bool:
         return any(fnmatchcase(topic, glob) for glob in self.read)
 
     def can_write(self, topic: str) -> bool:
         return any(fnmatchcase(topic, glob) for glob in self.write)
+
+    def can_use_group(self, group: str) -> bool:
+        return not self.group or any(fnmatchcase(group, glob) for glob in self.group)
 
     def can_see(self, topic: str) -> bool:
         """Whether a topic listing shows ``topic``: to admins all, to others what they may read or write.

@@ -42,12 +42,14 @@ class World:
         self.allowed = create_topic(admin, 1, name=f"{prefix}-allowed")
         self.other = create_topic(admin, 1, name=f"{prefix}-other")
         glob = f"{prefix}-allowed*"
-        self.keys = {name: new_key() for name in ("writer", "reader", "admin", "nobody", "limited")}
+        self.keys = {name: new_key() for name in ("writer", "reader", "admin", "nobody", "team", "limited")}
+        self.team_groups = f"{prefix}-team-"
         scopes = {
             "writer": [f"write:{glob}"],
             "reader": [f"read:{glob}"],
             "admin": ["admin"],
             "nobody": [],
+            "team": [f"read:{glob}", f"group:{self.team_groups}*"],
             "limited": [f"write:{glob}", f"read:{glob}"],
         }
         entries: list[dict[str, Any]] = [
@@ -281,6 +283,33 @@ async def test_consumer_instances_need_read_on_every_topic_they_name(api: httpx.
     finally:
         r = await api.delete(base, headers={**v2, **world.auth("reader")})
         assert r.status_code == 204, r.text
+
+
+async def test_group_scopes_confine_the_consumer_groups_a_principal_may_join(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    v2 = {"content-type": V2, "accept": V2}
+    create = json.dumps({"name": "i", "format": "json"}).encode()
+    ours, foreign = f"{world.team_groups}a", f"sec-someone-else-{uuid.uuid4().hex[:6]}"
+    # Confluent consumer instances: only in the principal's groups.
+    r = await api.post(f"/consumers/{foreign}", content=create, headers={**v2, **world.auth("team")})
+    _error(r, 403, 40301)
+    assert foreign in r.json()["message"]
+    r = await api.post(f"/consumers/{ours}", content=create, headers={**v2, **world.auth("team")})
+    assert r.status_code == 200, r.text
+    r = await api.delete(f"/consumers/{ours}/instances/i", headers={**v2, **world.auth("team")})
+    assert r.status_code == 204, r.text
+    # SSE in group mode: refused before anything joins the group.
+    events = f"/topics/{world.allowed}/events"
+    sse = {**world.auth("team"), "accept": "text/event-stream"}
+    _error(await api.get(events, params={"group": foreign}, headers=sse), 403, 40301)
+    _error(await api.get(events, params={"group": ours}, headers={"accept": "text/event-stream"}), 401, 40101)
+    # The last `group` wins, as the route reads it: a permitted first value does not smuggle in another.
+    _error(await api.get(f"{events}?group={ours}&group={foreign}", headers=sse), 403, 40301)
+    # A principal without group scopes keeps every group (the reader made one in another test).
+    r = await api.post(f"/consumers/{foreign}", content=create, headers={**v2, **world.auth("reader")})
+    assert r.status_code == 200, r.text
+    await api.delete(f"/consumers/{foreign}/instances/i", headers={**v2, **world.auth("reader")})
 
 
 async def test_a_consumer_instance_belongs_to_its_creator(api: httpx.AsyncClient, world: World) -> None:

@@ -35,7 +35,11 @@ def live(bootstrap: str, admin: AdminClient, tmp_path_factory: pytest.TempPathFa
     other = create_topic(admin, 1, name=f"{prefix}-other")
     keys = {name: new_key() for name in ("reader", "writer", "streamer")}
     entries = [
-        {"name": "reader", "sha256": key_digest(keys["reader"]), "scopes": [f"read:{prefix}-allowed"]},
+        {
+            "name": "reader",
+            "sha256": key_digest(keys["reader"]),
+            "scopes": [f"read:{prefix}-allowed", f"group:{prefix}-team-*"],
+        },
         {"name": "writer", "sha256": key_digest(keys["writer"]), "scopes": [f"write:{prefix}-*"]},
         {
             "name": "streamer",
@@ -77,9 +81,13 @@ def test_sse_needs_read_on_the_topic_with_header_or_access_token(live: Live) -> 
             f"/topics/{live.allowed}/records", json={"key": "k", "value": "hello"}, headers=live.auth("writer")
         )
         assert r.status_code == 200, r.text
+        team = live.allowed.replace("-allowed", "-team-a")
+        _error(http.get(events, params={"group": "someone-else"}, headers=live.auth("reader")), 403, 40301)
         for params, headers in (
             ({"from": "earliest", "access_token": live.keys["reader"]}, {}),
             ({"from": "earliest"}, live.auth("reader")),
+            # In a consumer group its group: scope allows (access_token works there too).
+            ({"from": "earliest", "group": team, "access_token": live.keys["reader"]}, {}),
         ):
             with connect_sse(http, "GET", events, params=params, headers=headers) as source:
                 assert source.response.status_code == 200

@@ -105,6 +105,22 @@ def test_consumer_bodies_name_topics_and_patterns_need_read_everything() -> None
     authorize(rule, Principal("all", Scopes.parse(["read:*"])), {}, [], True)
 
 
+def test_group_scopes_confine_groups_and_none_means_every_group() -> None:
+    team = Principal("team", Scopes.parse(["read:orders.*", "group:team-*", "group:audit"]))
+    for rule in (Rule(Access.CONSUMER), Rule(Access.READ, "topic", stream=True)):
+        for group in ("team-a", "audit"):
+            authorize(rule, team, {"topic": "orders.eu"}, [], False, group)
+        with pytest.raises(errors.Forbidden, match="may not use consumer group 'billing'"):
+            authorize(rule, team, {"topic": "orders.eu"}, [], False, "billing")
+        with pytest.raises(errors.Forbidden, match="may not use consumer group 'audit-2'"):
+            authorize(rule, team, {"topic": "orders.eu"}, [], False, "audit-2")
+        authorize(rule, team, {"topic": "orders.eu"})  # no group asked for
+        authorize(rule, Principal("any", Scopes.parse(["read:*"])), {"topic": "orders.eu"}, [], False, "billing")
+    # A group scope grants no topic: reading still needs read.
+    with pytest.raises(errors.Forbidden, match="may not read topic"):
+        authorize(Rule(Access.READ, "topic"), Principal("g", Scopes.parse(["group:*"])), {"topic": "t"}, [], False, "x")
+
+
 def test_no_auth_beyond_loopback_warns_loudly_at_start(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="gateway.api.security"):
         create_app(Settings(host="127.0.0.1"))

@@ -71,6 +71,8 @@ async def _partitions(request: Request) -> list[tuple[str, int]]:
 @router.post(
     "/consumers/{group}",
     summary="Confluent v2: create a consumer instance in a group",
+    description="With authentication on, the group must match the caller's `group:` scopes if it has any "
+    "(403 otherwise); the instance is then the creator's alone.",
     openapi_extra=json_body({"name": "my_consumer", "format": "binary", "auto.offset.reset": "earliest"}),
     responses={
         200: {
