@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     new = commands.add_parser("new-key", help="a fresh key (stderr) and its key-file entry")
     new.add_argument("name", help="the principal: shown in the access log and quota metrics")
-    new.add_argument("scopes", nargs="*", help="read:<glob>, write:<glob>, admin")
+    new.add_argument("scopes", nargs="*", help="read:<glob>, write:<glob>, group:<glob>, admin")
     new.add_argument("--file", type=Path, help="add the entry to this key file (created if missing)")
     args = parser.parse_args(argv)
     key = new_key()

@@ -306,7 +306,7 @@ async def test_group_scopes_confine_the_consumer_groups_a_principal_may_join(
     _error(await api.get(events, params={"group": ours}, headers={"accept": "text/event-stream"}), 401, 40101)
     # The last `group` wins, as the route reads it: a permitted first value does not smuggle in another.
     _error(await api.get(f"{events}?group={ours}&group={foreign}", headers=sse), 403, 40301)
-    # A principal without group scopes keeps every group (the reader made one in another test).
+    # A principal without group scopes keeps every group.
     r = await api.post(f"/consumers/{foreign}", content=create, headers={**v2, **world.auth("reader")})
     assert r.status_code == 200, r.text
     await api.delete(f"/consumers/{foreign}/instances/i", headers={**v2, **world.auth("reader")})
