@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import RuntimeDep
@@ -35,7 +35,7 @@ async def healthz(rt: RuntimeDep) -> JSONResponse:
 
 @router.get(
     "/readyz",
-    summary="Readiness: Kafka metadata fetched recently and not draining",
+    summary="Readiness: Kafka metadata fetched recently, not draining, JWT keys at hand (jwt mode)",
     responses={
         200: {"content": {"application/json": {"example": {"status": "ready"}}}},
         503: {
@@ -46,8 +46,8 @@ async def healthz(rt: RuntimeDep) -> JSONResponse:
         },
     },
 )
-async def readyz(rt: RuntimeDep) -> JSONResponse:
-    reason = rt.not_ready_reason()
+async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
+    reason = rt.not_ready_reason() or request.app.state.authenticator.not_ready_reason()
     if reason is not None:
         return JSONResponse({"error_code": 50301, "message": reason}, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready"})

@@ -66,11 +66,11 @@ def _is_loopback(host: str) -> bool:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics, authenticator: Authenticator) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        self.authenticator = Authenticator(settings.auth)
+        self.authenticator = authenticator
         self.quotas = QuotaBook(settings.quotas, metrics)
         self.routes = RouteMatcher()
         self._warned: set[str] = set()
@@ -261,7 +261,9 @@ def install(app: Any, settings: Settings, metrics: Metrics) -> None:
             "read, write and delete every topic. Set GATEWAY_AUTH__MODE=api-key or jwt.",
             settings.host,
         )
-    app.add_middleware(SecurityMiddleware, settings=settings, metrics=metrics)
+    # Built here, not lazily with the middleware stack, so /readyz can ask it too (app.state).
+    app.state.authenticator = authenticator = Authenticator(settings.auth)
+    app.add_middleware(SecurityMiddleware, settings=settings, metrics=metrics, authenticator=authenticator)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

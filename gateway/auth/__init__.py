@@ -31,6 +31,10 @@ class Authenticator:
         self._keys = ApiKeys(settings) if settings.mode == "api-key" else None
         self._jwt = JwtVerifier(settings) if settings.mode == "jwt" else None
 
+    def not_ready_reason(self) -> str | None:
+        """Why requests cannot be authenticated yet (``/readyz``), or ``None``."""
+        return self._jwt.not_ready_reason() if self._jwt is not None else None
+
     def authenticate(self, token: str | None) -> Principal:
         if self.mode == "none":
             return ANONYMOUS

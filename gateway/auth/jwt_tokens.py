@@ -139,6 +139,14 @@ class JwtVerifier:
                 raise ValueError(f"JWT key file {self._file.path}: {exc}") from None
             log.error("JWT key file %s not reloaded, previous keys kept: %s", self._file.path, exc)
 
+    def not_ready_reason(self) -> str | None:
+        """Why this process cannot verify tokens yet: the identity provider's keys never arrived."""
+        remote = self._remote
+        if remote is None or remote.keys:
+            return None
+        remote.refresh_if_due()  # an unready pod gets no requests, so the probe asks for the retry
+        return f"the identity provider's JWT signing keys ({remote.url}) have not been fetched yet"
+
     def authenticate(self, token: str) -> Principal:
         now = time.time()
         s = self.settings

@@ -401,12 +401,18 @@ async def test_jwt_keys_from_an_identity_providers_jwks_url(
             r = await c.post(f"/topics/{topic}/records", json={"value": "idp"}, headers=auth)
             _error(r, 503, 50301)
             assert r.headers["retry-after"] == "5" and "signing keys" in r.json()["message"]
+            # Not ready either, so an orchestrator sends the traffic to processes that have the keys.
+            ready = await c.get("/readyz")
+            _error(ready, 503, 50301)
+            assert "signing keys" in ready.json()["message"]
             idp.status = 200
             idp.serve(("main", private))
             deadline = time.monotonic() + 5
-            while r.status_code == 503 and time.monotonic() < deadline:
+            while ready.status_code == 503 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                r = await c.post(f"/topics/{topic}/records", json={"value": "idp"}, headers=auth)
+                ready = await c.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            r = await c.post(f"/topics/{topic}/records", json={"value": "idp"}, headers=auth)
             assert r.status_code == 200, r.text
             offset = r.json()["offset"]
     finally:

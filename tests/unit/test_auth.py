@@ -417,6 +417,28 @@ def test_jwks_url_down_at_start_is_503_until_it_answers(jwks: JwksServer, rsa_ke
     assert a.authenticate(_token(private, "RS256", headers={"kid": "k1"}, sub="svc-c")).name == "svc-c"
 
 
+def test_jwks_url_down_at_start_keeps_the_process_unready_and_the_probe_fetches_the_keys(
+    jwks: JwksServer, rsa_keys: tuple[Any, bytes]
+) -> None:
+    private, _ = rsa_keys
+    jwks.status = 503
+    a = _remote(jwks)
+    assert "have not been fetched" in (a.not_ready_reason() or "")
+    jwks.status = 200
+    jwks.serve(("k1", private))
+    # No request arrives at an unready process: the readiness checks alone bring the keys.
+    deadline = time.monotonic() + 5
+    while a.not_ready_reason() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert a.not_ready_reason() is None
+    assert a.authenticate(_token(private, "RS256", headers={"kid": "k1"})).name == "svc-a"
+    # Keys at hand, the IdP going away later does not make the process unready (the keys are kept).
+    jwks.status = 500
+    time.sleep(0.3)
+    assert a.not_ready_reason() is None
+    assert Authenticator(AuthSettings()).not_ready_reason() is None
+
+
 def test_jwks_url_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="one of"):
         AuthSettings(
