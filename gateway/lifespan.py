@@ -30,7 +30,7 @@ from gateway.kafka.producer import GatewayProducer
 from gateway.kafka.reader import ReaderPool
 from gateway.metrics import Metrics
 from gateway.observability import track_group_lag, with_stats
-from gateway.publish import IdempotencyStore, Publisher, delivery_metrics
+from gateway.publish import IdempotencyStore, Publisher, TopicAutoCreate, delivery_metrics
 from gateway.quotas import MeteredPublisher
 from gateway.settings import Settings
 from gateway.tracing import Tracing
@@ -153,6 +153,17 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
             on_delivery=delivery_metrics(metrics),
         )
         stack.push_async_callback(producer.close, executor, PRODUCER_CLOSE_TIMEOUT_S)
+        limits = settings.produce
+        auto_create = (
+            TopicAutoCreate(
+                ClusterAdmin(admin, executor, settings.request_timeout_s),
+                metadata,
+                limits.auto_create_partitions,
+                limits.auto_create_replication_factor,
+            )
+            if limits.auto_create_topics
+            else None
+        )
 
         rt = Runtime(
             settings=settings,
@@ -162,7 +173,7 @@ async def runtime(settings: Settings, metrics: Metrics, tracing: Tracing | None 
             producer=producer,
             # Charges per-principal produce quotas (gateway/quotas.py) on every produce path; with tracing
             # on, also makes a span per batch and writes trace headers into its records (gateway/tracing/).
-            publisher=(MeteredPublisher if tracing is None else tracing.publisher)(producer, metadata),
+            publisher=(MeteredPublisher if tracing is None else tracing.publisher)(producer, metadata, auto_create),
             idempotency=IdempotencyStore(settings.produce.idempotency_window_s, settings.produce.idempotency_max_keys),
             metrics=metrics,
             consumers=ConsumerRegistry(consumer_config(settings), settings.confluent, executor),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway import errors
+from gateway.kafka.admin import ClusterAdmin, valid_topic_name
 from gateway.kafka.delivery import Batch, Delivered, DeliveryHook, Outcome, Prepared
 from gateway.kafka.metadata import MetadataCache, TopicInfo
 from gateway.kafka.producer import GatewayProducer
@@ -23,10 +25,12 @@ __all__ = [
     "InOrder",
     "Outcome",
     "Publisher",
+    "TopicAutoCreate",
     "delivery_metrics",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def delivery_metrics(metrics: Metrics) -> DeliveryHook:
@@ -44,12 +48,55 @@ def delivery_metrics(metrics: Metrics) -> DeliveryHook:
     return on_delivery
 
 
+class TopicAutoCreate:
+    """Creates a topic the first time something is produced to it (``GATEWAY_PRODUCE__AUTO_CREATE_TOPICS``).
+
+    Concurrent requests for one new topic share one creation; another gateway process creating it at the
+    same moment is fine (Kafka's "already exists" counts as done). Kafka's refusals (the gateway's user
+    lacking the Create right, a policy) reach the client with Kafka's reason.
+    """
+
+    def __init__(
+        self, admin: ClusterAdmin, metadata: MetadataCache, partitions: int | None, replication_factor: int | None
+    ) -> None:
+        self._admin = admin
+        self._metadata = metadata
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._pending: dict[str, asyncio.Future[None]] = {}
+
+    async def __call__(self, name: str) -> None:
+        if not valid_topic_name(name):
+            raise errors.TopicNotFound(name)  # a name Kafka refuses can never exist: no round trip
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._pending[name] = asyncio.ensure_future(self._create(name))
+            pending.add_done_callback(lambda _: self._pending.pop(name, None))
+        await asyncio.shield(pending)
+
+    async def _create(self, name: str) -> None:
+        try:
+            await self._admin.create_topic(name, self._partitions, self._replication_factor, {})
+            log.info("created topic '%s' on first produce (GATEWAY_PRODUCE__AUTO_CREATE_TOPICS)", name)
+        except errors.Conflict:
+            pass  # created meanwhile, by another gateway process or an operator
+        await self._metadata.settle(name, present=True)
+
+
 @dataclass
 class Publisher:
     producer: GatewayProducer
     metadata: MetadataCache
+    # Set when the operator turned on auto-creation: produce to an unknown topic creates it.
+    auto_create: Callable[[str], Awaitable[None]] | None = None
 
     async def topic(self, name: str) -> TopicInfo:
+        try:
+            return await self.metadata.topic(name)
+        except errors.TopicNotFound:
+            if self.auto_create is None:
+                raise
+        await self.auto_create(name)
         return await self.metadata.topic(name)
 
     def submit(

@@ -30,6 +30,12 @@ class ProduceLimits(BaseModel):
     idempotency_window_s: Annotated[float, Field(gt=0)] = 300.0
     idempotency_max_keys: Annotated[int, Field(gt=0)] = 100_000
     retry_after_s: Annotated[int, Field(ge=1)] = 1
+    # Producing to a topic that does not exist creates it (API.md §1: off unless the operator turns it on),
+    # with these partitions and replication factor; unset: the broker's num.partitions and
+    # default.replication.factor. The gateway's Kafka user needs the Create right for it.
+    auto_create_topics: bool = False
+    auto_create_partitions: Annotated[int | None, Field(gt=0)] = None
+    auto_create_replication_factor: Annotated[int | None, Field(gt=0)] = None
 
     @model_validator(mode="after")
     def _fits_in_flight(self) -> ProduceLimits:

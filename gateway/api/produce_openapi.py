@@ -152,7 +152,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         query=(40001, "Query parameter 'value_format' must be one of json, string, binary; got 'xml'."),
     ),
     404: _err(
-        "Unknown topic (40401, answered from cached metadata); for one record, unknown partition (40402). "
+        "Unknown topic (40401, answered from cached metadata; with GATEWAY_PRODUCE__AUTO_CREATE_TOPICS on, the "
+        "topic is created instead unless Kafka could never accept its name); for one record, unknown partition (40402). "
         "In a batch where every record names a missing partition, 404 with `results`.",
         topic=(40401, "Topic 'orders' not found."),
         partition=(40402, "record: Partition 9 of topic 'orders' not found."),

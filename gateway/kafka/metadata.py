@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 # A miss may refresh metadata at most this often; more misses share the last answer.
 MISS_REFRESH_INTERVAL_S = 0.05
 METADATA_TIMEOUT_S = 5.0
+# After a create or delete, ``settle`` waits this long at most for the cache to show it (so the very next
+# produce sees it; KRaft brokers learn of a new topic milliseconds after the controller), asking this often.
+SETTLE_S = 3.0
+SETTLE_STEP_S = 0.05
 # ``gone`` asks Kafka about one missing topic at most this often.
 GONE_CHECK_INTERVAL_S = 5.0
 
@@ -127,6 +131,16 @@ class MetadataCache:
         if not self.fresh():
             raise errors.Unavailable("Kafka is unreachable; cannot tell whether the topic exists.")
         raise errors.TopicNotFound(name)
+
+    async def settle(self, name: str, present: bool, timeout_s: float = SETTLE_S) -> None:
+        """Refresh until the cache shows ``name`` created (or gone), bounded in time: after an admin change
+        the controller's answer reaches every broker's metadata a moment later."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await self.refresh()
+            if (name in self.topics) == present or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(SETTLE_STEP_S)
 
     async def gone(self, name: str) -> bool:
         """Whether an open stream's topic was deleted: missing from the last refresh, which succeeded,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
@@ -126,9 +127,11 @@ class Tracing:
         except TimeoutError:
             log.warning("tracing: spans not exported within %.1f s at shutdown were dropped", timeout)
 
-    def publisher(self, producer: GatewayProducer, metadata: MetadataCache) -> TracedPublisher:
+    def publisher(
+        self, producer: GatewayProducer, metadata: MetadataCache, auto_create: Callable[[str], Awaitable[None]] | None
+    ) -> TracedPublisher:
         """The runtime's publisher when tracing is on (quotas included, as without tracing)."""
-        pub = TracedPublisher(producer, metadata)
+        pub = TracedPublisher(producer, metadata, auto_create)
         pub.tracing = self
         return pub
 

@@ -304,6 +304,37 @@ async def test_unknown_topic_is_404_at_once(client: httpx.AsyncClient) -> None:
     assert_error(r, 404, 40401)
 
 
+async def test_auto_created_topics_when_the_operator_turns_it_on(
+    make_client: Callable[..., Any], bootstrap: str, admin: Any
+) -> None:
+    name = f"auto-{time.monotonic_ns()}"
+    settings = {"auto_create_topics": True, "auto_create_partitions": 3}
+    async with make_client(produce=settings) as c:
+        # Twenty concurrent first requests: one creation, every record produced.
+        answers = await asyncio.gather(*(post(c, name, {"key": f"k{i}", "value": i}) for i in range(20)))
+        assert [r.status_code for r in answers] == [200] * 20, [r.text for r in answers]
+        r = await c.post(
+            f"/topics/{name}-nd/records", content=b'{"value": 1}\n', headers={"content-type": "application/x-ndjson"}
+        )
+        assert r.status_code == 200 and json.loads(r.text.splitlines()[0])["offset"] == 0, r.text
+        # Confluent v2 produce goes the same way.
+        v2 = {"content-type": "application/vnd.kafka.json.v2+json", "accept": "application/vnd.kafka.v2+json"}
+        r = await c.post(f"/topics/{name}-v2", json={"records": [{"value": {"a": 1}}]}, headers=v2)
+        assert r.status_code == 200 and r.json()["offsets"][0]["offset"] == 0, r.text
+        # A name Kafka refuses can never exist: still 404, and nothing asked of Kafka.
+        assert_error(await post(c, "bad name", {"value": 1}), 404, 40401)
+        assert_error(await post(c, "x" * 250, {"value": 1}), 400, 40001)  # over the route's own limit
+        assert_error(await post(c, "a+b", {"value": 1}), 404, 40401)
+    topics = admin.list_topics(timeout=10).topics
+    assert len(topics[name].partitions) == 3
+    assert sorted(json.loads(m.value()) for m in read_all(bootstrap, name, 20, partitions=3)) == list(range(20))
+    assert "bad name" not in topics and "a+b" not in topics
+    # Off (the default): the same unknown name stays a 404 and nothing is created.
+    async with make_client() as c:
+        assert_error(await post(c, f"{name}-off", {"value": 1}), 404, 40401)
+    assert f"{name}-off" not in admin.list_topics(timeout=10).topics
+
+
 # -- limits -------------------------------------------------------------------------------------------
 
 

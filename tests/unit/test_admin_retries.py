@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from gateway import errors
-from gateway.kafka.admin import ClusterAdmin
+from gateway.kafka.admin import ClusterAdmin, valid_topic_name
 
 
 class ListedOffset:
@@ -62,3 +62,10 @@ def test_other_errors_are_not_retried() -> None:
         with pytest.raises(errors.GatewayError):
             asyncio.run(admin.list_offsets("t", [0], "latest"))
     assert fake.calls == 1
+
+
+def test_topic_names_as_kafka_allows_them() -> None:
+    for name in ("orders", "a.b-c_D9", "x" * 249, "..."):
+        assert valid_topic_name(name), name
+    for name in ("", ".", "..", "x" * 250, "a b", "a+b", "ordérs", "a/b"):
+        assert not valid_topic_name(name), name

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
@@ -13,17 +11,10 @@ from gateway.api.admin.client import cluster_admin
 from gateway.api.admin.responses import JSON, UNAVAILABLE, V2, encode, err, media
 from gateway.api.deps import RuntimeDep
 from gateway.auth.principals import principal_of
-from gateway.kafka.admin import TopicDetail
+from gateway.kafka.admin import TOPIC_NAME_PATTERN, TopicDetail
 from gateway.lifespan import Runtime
 
 router = APIRouter(tags=["admin"])
-
-# After create/delete, how long to wait for the metadata cache to show the change, so the very next
-# produce sees it (KRaft brokers learn of a new topic a few milliseconds after the controller).
-METADATA_SETTLE_S = 3.0
-METADATA_SETTLE_STEP_S = 0.05
-# Topic names as Kafka allows them (also the broker's limit on length).
-TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
 
 
 _TOPIC_404 = err("Unknown topic", 40401, "Topic 'orders' not found.")
@@ -84,12 +75,7 @@ def topic_json(t: TopicDetail) -> dict[str, Any]:
 
 async def settle_topic(rt: Runtime, name: str, present: bool) -> None:
     """Refresh the metadata cache until it shows the topic created (or gone), bounded in time."""
-    deadline = time.monotonic() + METADATA_SETTLE_S
-    while True:
-        await rt.metadata.refresh()
-        if (name in rt.metadata.topics) == present or time.monotonic() >= deadline:
-            return
-        await asyncio.sleep(METADATA_SETTLE_STEP_S)
+    await rt.metadata.settle(name, present)
 
 
 @router.get(

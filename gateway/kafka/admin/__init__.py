@@ -18,10 +18,18 @@ from dataclasses import dataclass
 
 from gateway.kafka.admin.calls import Broker, broker_of, to_domain
 from gateway.kafka.admin.groups import GroupAdmin, GroupDetail, GroupListing, GroupMember, GroupOffset
-from gateway.kafka.admin.topics import LEADER_RETRY_S, PartitionInfo, TopicAdmin, TopicDetail
+from gateway.kafka.admin.topics import (
+    LEADER_RETRY_S,
+    TOPIC_NAME_PATTERN,
+    PartitionInfo,
+    TopicAdmin,
+    TopicDetail,
+    valid_topic_name,
+)
 
 __all__ = [
     "LEADER_RETRY_S",
+    "TOPIC_NAME_PATTERN",
     "Broker",
     "ClusterAdmin",
     "ClusterInfo",
@@ -32,6 +40,7 @@ __all__ = [
     "PartitionInfo",
     "TopicDetail",
     "to_domain",
+    "valid_topic_name",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ _LEADER_MOVING = {
     KafkaError.FENCED_LEADER_EPOCH,
 }
 LEADER_RETRY_S = 0.05
+# Topic names as Kafka allows them (also the broker's limit on length; "." and ".." are refused too).
+TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
+_TOPIC_NAME = re.compile(TOPIC_NAME_PATTERN)
+
+
+def valid_topic_name(name: str) -> bool:
+    return _TOPIC_NAME.match(name) is not None and name not in (".", "..")
 
 
 @dataclass
