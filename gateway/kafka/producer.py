@@ -66,8 +66,7 @@ class GatewayProducer:
 
         def on_error(err: KafkaError) -> None:
             if err.fatal():
-                self.fatal_error = err.str()
-                log.error("fatal Kafka producer error: %s", err.str())
+                self._fail(err)
             if user_error_cb is not None:
                 user_error_cb(err)
 
@@ -105,9 +104,23 @@ class GatewayProducer:
         if batch.count_down():
             self._completed.append(batch)
 
+    def _fail(self, err: KafkaError) -> None:
+        if self.fatal_error is None:
+            self.fatal_error = err.str()
+            log.error("fatal Kafka producer error: %s", err.str())
+
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(POLL_INTERVAL_S)
+            try:
+                self._producer.poll(POLL_INTERVAL_S)
+            except KafkaException as exc:
+                # confluent-kafka raises a fatal error from poll() (once) rather than through error_cb.
+                # The thread must live on: the failed records' delivery reports still come through here.
+                err = exc.args[0]
+                if err.fatal():
+                    self._fail(err)
+                else:
+                    log.error("Kafka producer poll failed: %s", err.str())
             self._dispatch()
         # Flushing here, on the only thread that ever serves callbacks, keeps _completed single-writer.
         self.undelivered_at_close = self._producer.flush(self._flush_timeout_s)
