@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -71,8 +72,13 @@ class TopicAutoCreate:
         pending = self._pending.get(name)
         if pending is None:
             pending = self._pending[name] = asyncio.ensure_future(self._create(name))
-            pending.add_done_callback(lambda _: self._pending.pop(name, None))
+            pending.add_done_callback(functools.partial(self._done, name))
         await asyncio.shield(pending)
+
+    def _done(self, name: str, task: asyncio.Future[None]) -> None:
+        del self._pending[name]
+        if not task.cancelled():
+            task.exception()  # seen by whoever awaited it; retrieved here too, in case every waiter left
 
     async def _create(self, name: str) -> None:
         try:
