@@ -39,9 +39,11 @@ def document(schema: dict[str, Any], routes: list[Any]) -> None:
             needs = {
                 Access.AUTHENTICATED: "any authenticated principal",
                 Access.READ: f"scope `read:<glob>` matching `{{{rule.topic_param}}}`",
-                Access.WRITE: f"scope `write:<glob>` matching `{{{rule.topic_param}}}`",
+                Access.WRITE: f"scope `write:<glob>` matching `{{{rule.topic_param}}}` (a record also gets 403 "
+                "40301 when Kafka's ACLs refuse the gateway's own user Write on the topic)",
                 Access.ADMIN: "scope `admin`",
-                Access.CONSUMER: "the instance's creator; `read` on every topic the body names",
+                Access.CONSUMER: "the instance's creator; `read` on every topic the body names; the group "
+                "must match the principal's `group:` scopes, if it has any",
             }[rule.access]
             op["description"] = (op.get("description") or "").rstrip() + f"\n\nAuthorization: {needs}."
             responses = op.setdefault("responses", {})

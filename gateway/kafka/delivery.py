@@ -22,6 +22,7 @@ _ERR_UNKNOWN_PARTITION = KafkaError._UNKNOWN_PARTITION
 _ERR_UNKNOWN_TOPIC = KafkaError._UNKNOWN_TOPIC
 _ERR_TOPIC_NOT_FOUND = KafkaError.UNKNOWN_TOPIC_OR_PART
 _ERR_TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE
+_ERR_TOPIC_DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 # A record ready for ``Producer.produce``: value, key, headers, partition (-1: let the partitioner
 # choose), timestamp (0: now), size in bytes (key + value + headers). A plain tuple, because one is
@@ -61,6 +62,13 @@ def kafka_error_to_domain(
         return errors.PartitionNotFound(topic, -1 if partition is None or partition < 0 else partition)
     if code == _ERR_TOO_LARGE:
         return errors.PayloadTooLarge("Record is larger than Kafka accepts (max.message.bytes).")
+    if code == _ERR_TOPIC_DENIED:
+        # Not the caller's scopes (checked before this): Kafka's ACLs for the gateway's own user. A retry
+        # cannot help, so no 503 with Retry-After.
+        return errors.Forbidden(
+            f"Kafka refused the gateway's own user writing to topic '{topic}' ({err.str()}); "
+            "an operator must grant it Write on the topic."
+        )
     return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.", retry_after_s)
 
 
