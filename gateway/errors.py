@@ -7,6 +7,7 @@ an ``error_code``; nothing below the routers knows about status codes.
     ├── BadRequest              malformed JSON, bad query parameter, bad cursor
     ├── Unauthenticated         missing or invalid credentials
     ├── Forbidden               principal may not do this
+    │   └── KafkaDenied             Kafka's ACLs refuse the gateway's own user (no retry helps)
     ├── NotFound
     │   ├── TopicNotFound
     │   ├── PartitionNotFound
@@ -45,6 +46,17 @@ class Unauthenticated(GatewayError):
 
 class Forbidden(GatewayError):
     pass
+
+
+class KafkaDenied(Forbidden):
+    """Kafka's ACLs refuse the gateway's own Kafka user ``action`` (read, write) on a topic."""
+
+    def __init__(self, action: str, topic: str | None, reason: str) -> None:
+        where = f"topic '{topic}'" if topic else "this topic"
+        super().__init__(
+            f"Kafka refused the gateway's own user to {action} {where} ({reason}); "
+            f"an operator must grant it {action.capitalize()} on the topic."
+        )
 
 
 class NotFound(GatewayError):

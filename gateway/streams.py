@@ -172,9 +172,12 @@ def encode_compiled(
 
 def _raise_fatal(err: KafkaError) -> None:
     # A fatal in-band error ends the stream with ``event: error`` (the client resumes with its last id);
-    # librdkafka reports transient broker trouble in-band too and recovers by itself.
+    # librdkafka reports transient broker trouble in-band too and recovers by itself. Kafka's ACLs refusing
+    # the gateway's user Read never recover by themselves: an idle stream would hide them.
     if err.fatal():
         raise KafkaException(err)
+    if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise errors.KafkaDenied("read", None, err.str())
 
 
 def _reference_frame(spec: StreamSpec, topic_json: bytes, msg: Message, token: bytes) -> bytes:

@@ -65,10 +65,7 @@ def kafka_error_to_domain(
     if code == _ERR_TOPIC_DENIED:
         # Not the caller's scopes (checked before this): Kafka's ACLs for the gateway's own user. A retry
         # cannot help, so no 503 with Retry-After.
-        return errors.Forbidden(
-            f"Kafka refused the gateway's own user writing to topic '{topic}' ({err.str()}); "
-            "an operator must grant it Write on the topic."
-        )
+        return errors.KafkaDenied("write", topic, err.str())
     return errors.Unavailable(f"Kafka did not accept the record: {err.str()}.", retry_after_s)
 
 

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from gateway import errors
 from gateway.kafka.consumer import AsyncConsumer
@@ -187,7 +187,11 @@ class ReaderPool:
                 taken = 0
                 full = False
                 for i, msg in enumerate(msgs):
-                    if msg.error() is not None:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                            # Never an empty page that looks like the end: no retry reads this topic.
+                            raise errors.KafkaDenied("read", topic, err.str())
                         continue  # transient broker trouble is reported in-band; librdkafka retries
                     m_offset = cast(int, msg.offset())
                     if msg.topic() != topic or msg.partition() != partition or m_offset < pos:

@@ -11,13 +11,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclOperation,
@@ -27,8 +29,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourcePatternType,
     ResourceType,
 )
+from httpx_sse import connect_sse
 
 from localkafka import KafkaCluster
+from tests.helpers import GatewayProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -113,6 +117,30 @@ async def test_a_topic_the_gateways_user_may_not_write_is_403_and_others_still_w
         assert consumer.get_watermark_offsets(TopicPartition(allowed, 0), timeout=10) == (0, 2)
     finally:
         consumer.close()
+
+
+def test_a_topic_the_gateways_user_may_not_read_is_403_and_ends_a_stream(guarded_cluster: KafkaCluster) -> None:
+    topic = f"unreadable-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": guarded_cluster.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    _allow(admin, ONE_TOPIC_USER, "*", AclOperation.DESCRIBE)  # sees every topic, reads none
+    producer = Producer({"bootstrap.servers": guarded_cluster.bootstrap_servers})
+    producer.produce(topic, b'"there"')
+    assert producer.flush(10) == 0
+    env = {
+        f"GATEWAY_KAFKA__{k.upper().replace('.', '_')}": v for k, v in _sasl(guarded_cluster, ONE_TOPIC_USER).items()
+    }
+    with GatewayProcess(guarded_cluster.sasl_bootstrap_servers, env=env) as gw, httpx.Client(base_url=gw.url) as http:
+        # A stateless read: not an empty page that looks like the end of the partition.
+        r = http.get(f"/topics/{topic}/partitions/0/records", params={"offset": 0, "timeout_ms": 2000}, timeout=30)
+        assert r.status_code == 403 and r.json()["error_code"] == 40301, r.text
+        assert "gateway's own user to read" in r.json()["message"], r.text
+        # A stream: one `event: error` saying why, then the end, instead of heartbeats forever.
+        with connect_sse(http, "GET", f"/topics/{topic}/events", params={"from": "earliest"}, timeout=30) as source:
+            assert source.response.status_code == 200
+            events = [e for e in source.iter_sse() if e.data]  # the prelude is a bare `retry:`
+        assert [e.event for e in events] == ["error"], events
+        assert "gateway's own user to read" in json.loads(events[0].data)["message"], events
 
 
 def _allow(admin: AdminClient, user: str, topic: str, operation: AclOperation) -> None:
