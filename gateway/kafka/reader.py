@@ -189,7 +189,7 @@ class ReaderPool:
                 for i, msg in enumerate(msgs):
                     err = msg.error()
                     if err is not None:
-                        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED and msg.topic() in (topic, None):
                             # Never an empty page that looks like the end: no retry reads this topic.
                             raise errors.KafkaDenied("read", topic, err.str())
                         continue  # transient broker trouble is reported in-band; librdkafka retries
