@@ -234,8 +234,8 @@ async def track_group_lag(admin: ClusterAdmin, metrics: Metrics, client_prefix: 
 def stats_callback(metrics: Metrics) -> Callable[[str], None]:
     """A ``stats_cb`` that copies selected librdkafka statistics into gauges.
 
-    librdkafka calls it on the thread that polls the client (the producer's poll thread), every
-    ``statistics.interval.ms``; prometheus_client's gauges are thread-safe.
+    librdkafka calls it where the producer is served (the event loop's thread), every
+    ``statistics.interval.ms``.
     """
     g = metrics.kafka_stats
     log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def stats_callback(metrics: Metrics) -> Callable[[str], None]:
                 g["broker_waitresp_requests"].labels(name).set(b.get("waitresp_cnt", 0))
                 g["broker_tx_errors"].labels(name).set(b.get("txerrs", 0))
                 g["broker_req_timeouts"].labels(name).set(b.get("req_timeouts", 0))
-        except Exception:  # never let a statistics hiccup break the poll thread
+        except Exception:  # never let a statistics hiccup break serving the producer
             log.warning("could not read librdkafka statistics", exc_info=True)
 
     return on_stats

@@ -218,7 +218,7 @@ def _queued(batch: Batch, total: int, is_batch: bool) -> Response:
     refused = batch.refused
     if not refused:
         return Response(_encode({"queued": total}), 202, media_type=JSON)
-    # The poll thread never writes a refused record's slot, so reading those slots now is safe.
+    # A refused record never reached librdkafka: its slot is final already.
     failed: list[errors.GatewayError] = [batch.results[i] for i in refused]  # type: ignore[misc]
     if not is_batch:
         return error_response(failed[0])

@@ -1,14 +1,13 @@
 """Delivery reports as data: a record ready for librdkafka, where Kafka stored it, and a batch's state.
 
-A ``Batch`` is filled in by librdkafka's delivery callbacks on the producer's poll thread and read on
-the event loop once its future resolved (see ``gateway.kafka.producer``). Kafka's errors are translated
+A ``Batch`` is filled in from librdkafka's delivery reports and read once its future resolved (see
+``gateway.kafka.producer``). Kafka's errors are translated
 into the gateway's vocabulary here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 
 import msgspec
@@ -23,6 +22,8 @@ _ERR_UNKNOWN_TOPIC = KafkaError._UNKNOWN_TOPIC
 _ERR_TOPIC_NOT_FOUND = KafkaError.UNKNOWN_TOPIC_OR_PART
 _ERR_TOO_LARGE = KafkaError.MSG_SIZE_TOO_LARGE
 _ERR_TOPIC_DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
+_ERR_PURGED_IN_FLIGHT = KafkaError._PURGE_INFLIGHT
+_ERR_PURGED_QUEUED = KafkaError._PURGE_QUEUE
 
 # A record ready for ``Producer.produce``: value, key, headers, partition (-1: let the partitioner
 # choose), timestamp (0: now), size in bytes (key + value + headers). A plain tuple, because one is
@@ -56,6 +57,14 @@ def kafka_error_to_domain(
             "written. Retry (with an Idempotency-Key to be safe).",
             retry_after_s,
         )
+    if code == _ERR_PURGED_IN_FLIGHT:
+        return errors.Unavailable(
+            "The gateway shut down before Kafka acknowledged the record; it may or may not have been written. "
+            "Retry (with an Idempotency-Key to be safe).",
+            retry_after_s,
+        )
+    if code == _ERR_PURGED_QUEUED:
+        return errors.Unavailable("The gateway shut down before sending the record; it was not written.", retry_after_s)
     if code in (_ERR_UNKNOWN_TOPIC, _ERR_TOPIC_NOT_FOUND):
         return errors.TopicNotFound(topic)
     if code == _ERR_UNKNOWN_PARTITION:
@@ -72,15 +81,11 @@ def kafka_error_to_domain(
 class Batch:
     """Delivery state of records produced together.
 
-    ``results[i]`` is record i's ``Delivered`` or error once ``future`` (if any) has resolved. The
-    countdown is an ``itertools.count`` because both threads advance it (the poll thread per
-    report, the loop thread once when it is done handing records over); ``next()`` on it is one
-    C call, atomic under the GIL, so whichever thread draws the last number completes the batch.
+    ``results[i]`` is record i's ``Delivered`` or error once ``future`` (if any) has resolved.
+    Everything here is read and written on the event loop's thread.
     """
 
     __slots__ = (
-        "_counter",
-        "_last",
         "bytes",
         "error_names",
         "failed",
@@ -96,18 +101,13 @@ class Batch:
         self.topic = topic
         self.results = results
         self.future = future
-        self._counter = itertools.count()
-        self._last = 0  # set by the producer before the first record is handed over
         self.records = 0  # produced (handed to librdkafka)
         self.bytes = 0
-        self.failed = 0  # delivery reports with an error (poll thread only)
+        self.failed = 0  # delivery reports with an error
         self.failed_bytes = 0
         self.error_names: dict[str, int] | None = None
-        # Slots that failed before reaching librdkafka (set on the loop thread, never by the poll thread).
+        # Slots that failed before reaching librdkafka.
         self.refused: list[int] = []
-
-    def count_down(self) -> bool:
-        return next(self._counter) == self._last
 
     def outcomes(self) -> list[Outcome]:
         """Results in input order; only valid once the batch completed."""

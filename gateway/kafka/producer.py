@@ -1,12 +1,13 @@
-"""The process's one long-lived, idempotent Producer and its bridge to asyncio.
+"""The process's one long-lived, idempotent producer and its bridge to asyncio.
 
 Records are produced in batches (one HTTP request, one NDJSON chunk). Each batch has one result list
-and at most one asyncio future, not one per record: librdkafka calls the per-record delivery callback
-on the dedicated poll thread, which writes that record's result into the batch's list and counts it
-down; a batch whose last record is reported is collected, and after each ``poll()`` the thread hands
-every completed batch to the event loop with a single ``call_soon_threadsafe``. So a burst of 1,000
-acknowledgements costs one loop wake-up, and a 1,000-record request one future. The loop thread only
-reads a batch's results after its future resolved, which happens after the poll thread's last write.
+and at most one asyncio future, not one per record. The producer is ``gateway.kafka._rdkafka``: the
+librdkafka that confluent-kafka bundles, driven from Cython so that delivery reports are handled in C
+(each record's partition, offset and timestamp written into its batch's array) and only a finished
+batch comes back to Python. librdkafka signals a pipe when reports (or errors, logs, statistics) are
+waiting; the event loop watches the pipe and serves them on its own thread. No poll thread, no per-record
+callback into Python, no GIL handed between threads per report: a burst of 1,000 acknowledgements costs
+one wake-up, and a 1,000-record request one future.
 
 ``produce()`` itself never blocks: librdkafka only enqueues. The gateway keeps its own count of
 records and bytes in flight and refuses work above it up front (``reserve``), so a batch is either
@@ -16,17 +17,18 @@ accepted whole or not produced at all; librdkafka's own queue limits are set abo
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import threading
+import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+# First: gateway.kafka._rdkafka links to the librdkafka this import loads (same soname).
+from confluent_kafka import KafkaError
 
 from gateway import errors
+from gateway.kafka import _rdkafka
 from gateway.kafka.delivery import Batch, Delivered, DeliveryHook, Outcome, Prepared, kafka_error_to_domain
 
 __all__ = [
@@ -41,12 +43,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The poll thread wakes at least this often to notice shutdown; deliveries wake it at once.
-POLL_INTERVAL_S = 0.05
+# How long close() waits for the reports of records it gave up on (they answer their requests 503).
+PURGE_WAIT_S = 1.0
 
 
 class GatewayProducer:
-    """One idempotent, ``acks=all`` Producer with a poll thread and batched asyncio completion."""
+    """One idempotent, ``acks=all`` producer whose delivery reports resolve whole batches on the event loop."""
 
     def __init__(
         self,
@@ -57,85 +59,63 @@ class GatewayProducer:
         retry_after_s: int = 1,
         on_delivery: DeliveryHook | None = None,
     ) -> None:
+        if "error_cb" in conf:
+            raise ValueError("GatewayProducer handles librdkafka's errors itself; no error_cb")
         self._loop = asyncio.get_running_loop()
         # A fatal error (e.g. the idempotent producer's sequence broken for good) leaves librdkafka's
         # producer unusable: remember it, refuse new work with 503, and let /healthz fail so the
         # orchestrator restarts the process rather than it answering 503 forever.
         self.fatal_error: str | None = None
-        user_error_cb = conf.get("error_cb")
-
-        def on_error(err: KafkaError) -> None:
-            if err.fatal():
-                self._fail(err)
-            if user_error_cb is not None:
-                user_error_cb(err)
-
-        self._producer = Producer({**conf, "error_cb": on_error})
         self._max_records = max_in_flight_records
         self._max_bytes = max_in_flight_bytes
         self._retry_after_s = retry_after_s
         self._hook = on_delivery
         self.in_flight_records = 0
         self.in_flight_bytes = 0
-        self._completed: list[Batch] = []
-        self._stop = threading.Event()
-        self._flush_timeout_s = 0.0
         self.undelivered_at_close = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._poll_loop, name="kafka-producer-poll", daemon=True)
-        self._thread.start()
-
-    # -- poll thread -------------------------------------------------------------------------
-
-    def _on_delivery(self, batch: Batch, index: int, err: KafkaError | None, msg: Message) -> None:
-        # Runs on the poll thread, once per record: keep it to a few attribute reads. No asyncio here.
-        if err is None:
-            # A delivered message always has its partition and offset set.
-            batch.results[index] = Delivered(msg.partition(), msg.offset(), msg.timestamp()[1])  # type: ignore[arg-type]
-        else:
-            batch.results[index] = kafka_error_to_domain(err, batch.topic, msg.partition(), self._retry_after_s)
-            batch.failed += 1
-            batch.failed_bytes += len(msg.value() or b"") + len(msg.key() or b"")
-            names = batch.error_names
-            if names is None:
-                names = batch.error_names = {}
-            name = err.name().lower().lstrip("_")
-            names[name] = names.get(name, 0) + 1
-        if batch.count_down():
-            self._completed.append(batch)
-
-    def _fail(self, err: KafkaError) -> None:
-        if self.fatal_error is None:
-            self.fatal_error = err.str()
-            log.error("fatal Kafka producer error: %s", err.str())
-
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._producer.poll(POLL_INTERVAL_S)
-            except KafkaException as exc:
-                # confluent-kafka raises a fatal error from poll() (once) rather than through error_cb.
-                # The thread must live on: the failed records' delivery reports still come through here.
-                err = exc.args[0]
-                if err.fatal():
-                    self._fail(err)
-                else:
-                    log.error("Kafka producer poll failed: %s", err.str())
-            self._dispatch()
-        # Flushing here, on the only thread that ever serves callbacks, keeps _completed single-writer.
-        self.undelivered_at_close = self._producer.flush(self._flush_timeout_s)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        if not self._completed:
-            return
-        done, self._completed = self._completed, []
+        self._idle = asyncio.Event()  # set whenever nothing is in flight (close() waits for it)
+        # librdkafka writes a byte here when events start waiting; non-blocking on both ends.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            self._loop.call_soon_threadsafe(self._resolve, done)
-        except RuntimeError:  # loop already closed: nobody is waiting any more
-            pass
+            self._producer = _rdkafka.Producer(
+                {**conf, "error_cb": self._on_error}, self._wake_w, self._resolve, self._on_failure, Delivered
+            )
+        except BaseException:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
+        self._loop.add_reader(self._wake_r, self._serve)
+        # The pipe is only written when librdkafka's queue turns non-empty: serve whatever it queued
+        # (start-up logs) before the pipe was set up, or nothing would ever wake us.
+        self._loop.call_soon(self._serve)
 
-    # -- event loop thread -------------------------------------------------------------------
+    # -- librdkafka's events, served on the event loop --------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self._producer.serve()
+
+    def _on_error(self, code: int, name: str, text: str, fatal: bool) -> None:
+        # Other errors (a broker down, a connection refused) are transient: librdkafka retries and logs them.
+        if fatal and self.fatal_error is None:
+            self.fatal_error = f"{name}: {text}"
+            log.error("fatal Kafka producer error: %s", self.fatal_error)
+
+    def _on_failure(self, batch: Batch, index: int, code: int, partition: int, size: int) -> None:
+        err = KafkaError(code)
+        batch.results[index] = kafka_error_to_domain(err, batch.topic, partition, self._retry_after_s)
+        batch.failed += 1
+        batch.failed_bytes += size
+        names = batch.error_names
+        if names is None:
+            names = batch.error_names = {}
+        name = err.name().lower().lstrip("_")
+        names[name] = names.get(name, 0) + 1
 
     def _resolve(self, done: list[Batch]) -> None:
         hook = self._hook
@@ -152,6 +132,10 @@ class GatewayProducer:
             fut = batch.future
             if fut is not None and not fut.done():
                 fut.set_result(None)
+        if not self.in_flight_records:
+            self._idle.set()
+
+    # -- producing ---------------------------------------------------------------------------------
 
     def reserve(self, records: int, size: int) -> None:
         """Refuse a request up front if it would push the process over its in-flight bounds."""
@@ -179,61 +163,52 @@ class GatewayProducer:
         delivery report: success only after the broker acknowledged with acks=all.
         """
         batch = Batch(topic, results, self._loop.create_future() if wait else None)
-        todo: list[int] = []
-        refused = batch.refused
-        for i, r in enumerate(results):
-            if r is None:
-                todo.append(i)
-            else:
-                refused.append(i)
-        # Guard count: the batch cannot complete before this thread has handed every record over.
-        batch._last = len(todo)
-        produce = self._producer.produce
-        on_delivery = self._on_delivery
-        partial = functools.partial
-        produced = size_total = 0
-        for i in todo:
-            value, key, headers, partition, timestamp, size = records[i]
-            try:
-                # Positional for speed: (topic, value, key, partition, callback, on_delivery, timestamp,
-                # headers). The report goes in ``callback``: a None there would override ``on_delivery``.
-                produce(topic, value, key, partition, partial(on_delivery, batch, i), None, timestamp, headers)  # type: ignore[arg-type]
-            except BufferError:
+        batch.refused = [i for i, r in enumerate(results) if r is not None]
+        produced, size, refused = self._producer.produce(topic, batch, results, records)
+        for i, code in refused:
+            if code == KafkaError._QUEUE_FULL:
                 results[i] = errors.Backpressure(
                     "The gateway's producer queue is full; retry shortly.", self._retry_after_s
                 )
-                refused.append(i)
-                continue
-            except KafkaException as exc:
-                results[i] = kafka_error_to_domain(exc.args[0], topic, partition, self._retry_after_s)
-                refused.append(i)
-                continue
-            produced += 1
-            size_total += size
+            else:
+                results[i] = kafka_error_to_domain(KafkaError(code), topic, records[i][3], self._retry_after_s)
+            batch.refused.append(i)
         batch.records = produced
-        batch.bytes = size_total
+        batch.bytes = size
         self.in_flight_records += produced
-        self.in_flight_bytes += size_total
-        # Records never handed over get no report: count them (and the guard) down here.
-        for _ in range(len(todo) - produced + 1):
-            if batch.count_down():
-                self._resolve([batch])
+        self.in_flight_bytes += size
+        if not produced:  # nothing will be reported
+            self._resolve([batch])
         return batch
 
     def queue_length(self) -> int:
-        return len(self._producer)
+        return int(self._producer.queue_length())
+
+    async def _until_idle(self, timeout_s: float) -> None:
+        if self.in_flight_records:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except TimeoutError:
+                pass
 
     async def close(self, executor: Executor, timeout_s: float) -> None:
-        """Flush what is queued (bounded), stop the poll thread. Safe to call twice."""
+        """Wait (bounded) for what is in flight, give up on the rest, free librdkafka. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        self._flush_timeout_s = timeout_s
-        self._stop.set()
-        await asyncio.get_running_loop().run_in_executor(executor, self._thread.join, timeout_s + 2.0)
-        await asyncio.sleep(0)  # let the last _resolve batch run
+        await self._until_idle(timeout_s)  # reports arrive through _serve meanwhile
+        self.undelivered_at_close = self._producer.queue_length()
         if self.undelivered_at_close:
             log.warning("producer closed with %d records not delivered", self.undelivered_at_close)
+            # Their requests get an error answer rather than waiting forever.
+            self._producer.purge()
+            await self._until_idle(PURGE_WAIT_S)
+        self._serve()
+        self._loop.remove_reader(self._wake_r)
+        await self._loop.run_in_executor(executor, self._producer.destroy)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):

@@ -219,3 +219,22 @@ async def test_batch_completes_once_with_results_in_order_and_one_hook_call() ->
     finally:
         with ThreadPoolExecutor(1) as executor:
             await producer.close(executor, 5)
+
+
+async def test_close_answers_records_it_gave_up_on_instead_of_leaving_them_waiting() -> None:
+    # Nothing listens on the bootstrap port: the records stay queued until close() gives up on them.
+    producer = GatewayProducer(
+        {"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "60000"},
+        max_in_flight_records=100,
+        max_in_flight_bytes=10_000,
+    )
+    recs = [(b"v%d" % i, None, [("h", b"x")], -1, 0, 3) for i in range(3)]
+    batch = producer.produce_batch("nowhere", recs, [None] * 3)
+    with ThreadPoolExecutor(1) as executor:
+        await asyncio.wait_for(producer.close(executor, 0.2), 10)
+    assert batch.future is not None and batch.future.done()
+    out = batch.outcomes()
+    assert all(isinstance(o, errors.Unavailable) and "shut down before sending" in o.message for o in out), out
+    assert producer.undelivered_at_close == 3 and producer.in_flight_records == 0
+    with pytest.raises(errors.Unavailable):
+        producer.reserve(1, 1)

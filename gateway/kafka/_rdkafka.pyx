@@ -1,0 +1,416 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The producer's hot path on librdkafka directly: many records in, one report per batch out.
+
+confluent-kafka's ``Producer`` builds a Python ``Message`` and calls back into Python (taking the GIL)
+once per delivered record; at a hundred thousand records a second that per-record Python work is most of
+what the gateway spends on Kafka. This module drives the very same librdkafka (the copy bundled with
+confluent-kafka, which must be imported first: the extension links to that library by its soname) with
+a C delivery callback: it writes each record's partition, offset, timestamp or error into its batch's
+C array and counts the batch down, and only a finished batch comes back to Python, once. confluent-kafka
+stays the client for everything else (consumers, admin, metadata).
+
+No thread of its own: librdkafka signals a pipe when its queue of events becomes non-empty, and the
+owner polls (``serve()``) on the event loop's thread when the pipe is readable. Every callback therefore
+runs on that thread, with the GIL held: delivery reports as plain C, errors, logs and statistics as calls
+to the owner's Python handlers.
+"""
+
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, free
+
+import logging
+
+
+cdef extern from "_rdkafka.h" nogil:
+    ctypedef struct rd_kafka_t:
+        pass
+    ctypedef struct rd_kafka_conf_t:
+        pass
+    ctypedef struct rd_kafka_topic_t:
+        pass
+    ctypedef struct rd_kafka_topic_conf_t:
+        pass
+    ctypedef struct rd_kafka_queue_t:
+        pass
+    ctypedef struct rd_kafka_headers_t:
+        pass
+    ctypedef int rd_kafka_resp_err_t
+    ctypedef struct rd_kafka_message_t:
+        rd_kafka_resp_err_t err
+        int32_t partition
+        int64_t offset
+        void *_private
+    enum:
+        RD_KAFKA_RESP_ERR_NO_ERROR
+        RD_KAFKA_RESP_ERR__FATAL
+        RD_KAFKA_PRODUCER
+        RD_KAFKA_CONF_OK
+        RD_KAFKA_PURGE_F_QUEUE
+        RD_KAFKA_PURGE_F_INFLIGHT
+
+    rd_kafka_conf_t *rd_kafka_conf_new()
+    void rd_kafka_conf_destroy(rd_kafka_conf_t *conf)
+    int rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                          size_t errstr_size)
+    void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque)
+    void rd_kafka_conf_set_dr_msg_cb(
+        rd_kafka_conf_t *conf, void (*cb)(rd_kafka_t *, const rd_kafka_message_t *, void *) noexcept nogil)
+    void rd_kafka_conf_set_error_cb(
+        rd_kafka_conf_t *conf, void (*cb)(rd_kafka_t *, int, const char *, void *) noexcept nogil)
+    void rd_kafka_conf_set_log_cb(
+        rd_kafka_conf_t *conf, void (*cb)(const rd_kafka_t *, int, const char *, const char *) noexcept nogil)
+    void rd_kafka_conf_set_stats_cb(
+        rd_kafka_conf_t *conf, int (*cb)(rd_kafka_t *, char *, size_t, void *) noexcept nogil)
+
+    rd_kafka_t *rd_kafka_new(int type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+    void rd_kafka_destroy(rd_kafka_t *rk)
+    void *rd_kafka_opaque(const rd_kafka_t *rk)
+    const char *rd_kafka_name(const rd_kafka_t *rk)
+    int rd_kafka_poll(rd_kafka_t *rk, int timeout_ms)
+    int rd_kafka_outq_len(rd_kafka_t *rk)
+    rd_kafka_resp_err_t rd_kafka_purge(rd_kafka_t *rk, int purge_flags)
+    rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size)
+    const char *rd_kafka_err2name(rd_kafka_resp_err_t err)
+    int64_t rd_kafka_message_timestamp(const rd_kafka_message_t *rkmessage, void *tstype)
+
+    rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka_topic_conf_t *conf)
+    void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt)
+
+    rd_kafka_queue_t *rd_kafka_queue_get_main(rd_kafka_t *rk)
+    void rd_kafka_queue_destroy(rd_kafka_queue_t *rkqu)
+    void rd_kafka_queue_io_event_enable(rd_kafka_queue_t *rkqu, int fd, const void *payload, size_t size)
+    rd_kafka_resp_err_t rd_kafka_set_log_queue(rd_kafka_t *rk, rd_kafka_queue_t *rkqu)
+
+    rd_kafka_headers_t *rd_kafka_headers_new(size_t initial_count)
+    void rd_kafka_headers_destroy(rd_kafka_headers_t *hdrs)
+    rd_kafka_resp_err_t rd_kafka_header_add(rd_kafka_headers_t *hdrs, const char *name, Py_ssize_t name_size,
+                                            const void *value, Py_ssize_t value_size)
+
+    rd_kafka_resp_err_t gw_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition,
+                                   const char *value, size_t value_len, const char *key, size_t key_len,
+                                   int64_t timestamp, rd_kafka_headers_t *headers, void *opaque)
+
+
+# One record handed to librdkafka: where its report goes (its batch and its index in the batch's
+# results) and, once reported, what Kafka said.
+cdef struct Slot:
+    Pending *pending
+    Py_ssize_t index
+    int64_t size
+    int err
+    int32_t partition
+    int64_t offset
+    int64_t timestamp
+
+
+# One batch in flight: its Python owner (a reference held until the batch is reported), its records'
+# slots, and how many reports are still to come. Finished batches are chained on State.done.
+cdef struct Pending:
+    PyObject *batch
+    Slot *slots
+    Py_ssize_t count
+    Py_ssize_t remaining
+    Pending *next
+
+
+# What librdkafka's callbacks reach through their opaque pointer.
+cdef struct State:
+    PyObject *owner
+    Pending *done
+
+
+# librdkafka's syslog levels -> Python logging levels.
+_LOG_LEVELS = (50, 50, 50, 40, 30, 20, 20, 10)
+
+
+cdef void _on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) noexcept nogil:
+    # Per record, plain C: no Python object is touched or made here.
+    cdef Slot *slot = <Slot *>msg._private
+    cdef Pending *pending = slot.pending
+    cdef State *state = <State *>opaque
+    slot.err = msg.err
+    slot.partition = msg.partition
+    slot.offset = msg.offset
+    slot.timestamp = rd_kafka_message_timestamp(msg, NULL)
+    pending.remaining -= 1
+    if pending.remaining == 0:
+        pending.next = state.done
+        state.done = pending
+
+
+cdef void _on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) noexcept with gil:
+    cdef char buf[512]
+    cdef int code = err
+    cdef bint fatal = err == RD_KAFKA_RESP_ERR__FATAL
+    text = reason.decode("utf-8", "replace")
+    if fatal:
+        code = rd_kafka_fatal_error(rk, buf, sizeof(buf))
+        text = buf.decode("utf-8", "replace")
+    owner = <object>(<State *>opaque).owner
+    try:
+        owner._error(code, rd_kafka_err2name(<rd_kafka_resp_err_t>code).decode(), text, fatal)
+    except BaseException:
+        logging.getLogger(__name__).exception("Kafka producer error handler failed")
+
+
+cdef void _on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) noexcept with gil:
+    owner = <object>(<State *>rd_kafka_opaque(rk)).owner
+    logger = owner._logger
+    if logger is None:
+        return
+    try:
+        logger.log(_LOG_LEVELS[min(max(level, 0), 7)], "%s [%s] %s", fac.decode("utf-8", "replace"),
+                   rd_kafka_name(rk).decode("utf-8", "replace"), buf.decode("utf-8", "replace"))
+    except BaseException:
+        pass
+
+
+cdef int _on_stats(rd_kafka_t *rk, char *json, size_t size, void *opaque) noexcept with gil:
+    owner = <object>(<State *>opaque).owner
+    try:
+        owner._stats(json[:size].decode("utf-8", "replace"))
+    except BaseException:
+        logging.getLogger(__name__).exception("Kafka statistics handler failed")
+    return 0  # librdkafka frees the text
+
+
+def _text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+cdef class Producer:
+    """A librdkafka producer whose delivery reports come back one finished batch at a time.
+
+    ``conf`` is librdkafka configuration as for confluent-kafka, plus three optional callables:
+    ``error_cb(code, name, text, fatal)``, ``stats_cb(json_text)`` and ``logger`` (a ``logging.Logger``).
+    ``on_batch(batches)`` receives every batch whose records all have their reports, and
+    ``on_failure(batch, index, code, partition, size)`` each failed record's (before ``on_batch``).
+    """
+
+    cdef rd_kafka_t *_rk
+    cdef State _state
+    cdef dict _topics
+    cdef object _on_batch
+    cdef object _on_failure
+    cdef object _delivered
+    cdef object _error_cb
+    cdef object _stats_cb
+    cdef readonly object _logger
+
+    def __cinit__(self):
+        self._rk = NULL
+        self._state.owner = <PyObject *>self
+        self._state.done = NULL
+        self._topics = {}
+
+    def __init__(self, dict conf, int wakeup_fd, on_batch, on_failure, delivered):
+        cdef char errstr[512]
+        cdef rd_kafka_conf_t *c = rd_kafka_conf_new()
+        cdef rd_kafka_queue_t *main_queue
+        self._on_batch = on_batch
+        self._on_failure = on_failure
+        self._delivered = delivered
+        self._error_cb = conf.get("error_cb")
+        self._stats_cb = conf.get("stats_cb")
+        self._logger = conf.get("logger")
+        try:
+            for name, value in conf.items():
+                if name in ("error_cb", "stats_cb", "logger"):
+                    continue
+                key = str(name).encode()
+                text = _text(value).encode()
+                if rd_kafka_conf_set(c, key, text, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
+                    raise ValueError(errstr.decode("utf-8", "replace"))
+            if self._logger is not None:
+                if rd_kafka_conf_set(c, b"log.queue", b"true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
+                    raise ValueError(errstr.decode("utf-8", "replace"))
+                rd_kafka_conf_set_log_cb(c, _on_log)
+            if self._stats_cb is not None:
+                rd_kafka_conf_set_stats_cb(c, _on_stats)
+        except BaseException:
+            rd_kafka_conf_destroy(c)
+            raise
+        rd_kafka_conf_set_dr_msg_cb(c, _on_delivery)
+        rd_kafka_conf_set_error_cb(c, _on_error)
+        rd_kafka_conf_set_opaque(c, &self._state)
+        self._rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr))
+        if self._rk == NULL:  # the configuration is still ours to free
+            rd_kafka_conf_destroy(c)
+            raise ValueError(errstr.decode("utf-8", "replace"))
+        main_queue = rd_kafka_queue_get_main(self._rk)
+        if self._logger is not None:
+            rd_kafka_set_log_queue(self._rk, main_queue)
+        rd_kafka_queue_io_event_enable(main_queue, wakeup_fd, b"1", 1)
+        rd_kafka_queue_destroy(main_queue)
+
+    def _error(self, code, name, text, fatal):
+        if self._error_cb is not None:
+            self._error_cb(code, name, text, fatal)
+
+    def _stats(self, text):
+        if self._stats_cb is not None:
+            self._stats_cb(text)
+
+    cdef rd_kafka_topic_t *_topic(self, str name) except NULL:
+        handle = self._topics.get(name)
+        if handle is not None:
+            return <rd_kafka_topic_t *><size_t>handle
+        cdef rd_kafka_topic_t *rkt = rd_kafka_topic_new(self._rk, name.encode(), NULL)
+        if rkt == NULL:
+            raise ValueError(f"librdkafka refused topic name {name!r}")
+        self._topics[name] = <size_t>rkt
+        return rkt
+
+    def produce(self, str topic, batch, list results, records):
+        """Hand librdkafka every record whose ``results`` slot is ``None``.
+
+        ``records[i]`` is ``(value, key, headers, partition, timestamp, size)`` (``gateway.kafka.delivery.
+        Prepared``). Returns ``(records produced, their bytes, [(index, librdkafka error code)])`` for those
+        refused at once (a full queue, an unknown partition). ``batch`` is handed to ``on_batch`` once every
+        produced record has its report; nothing is if none was produced.
+        """
+        if self._rk == NULL:
+            raise RuntimeError("producer is closed")
+        cdef rd_kafka_topic_t *rkt = self._topic(topic)
+        cdef Py_ssize_t n = len(results), i, count = 0
+        cdef int64_t total = 0
+        cdef Pending *pending = <Pending *>malloc(sizeof(Pending))
+        if pending == NULL:
+            raise MemoryError()
+        pending.slots = <Slot *>malloc(max(n, 1) * sizeof(Slot))
+        if pending.slots == NULL:
+            free(pending)
+            raise MemoryError()
+        cdef Slot *slot
+        cdef const char *value_ptr
+        cdef const char *key_ptr
+        cdef const char *name_ptr
+        cdef Py_ssize_t value_len, key_len, name_len
+        cdef rd_kafka_headers_t *headers = NULL
+        cdef rd_kafka_resp_err_t err
+        cdef bytes data
+        refused = []
+        try:
+            for i in range(n):
+                if results[i] is not None:
+                    continue
+                value, key, header_list, partition, timestamp, size = records[i]
+                if value is None:
+                    value_ptr, value_len = NULL, 0
+                else:
+                    data = value
+                    value_ptr, value_len = data, len(data)
+                if key is None:
+                    key_ptr, key_len = NULL, 0
+                else:
+                    data = key
+                    key_ptr, key_len = data, len(data)
+                headers = NULL
+                if header_list:
+                    headers = rd_kafka_headers_new(len(header_list))
+                    for header_name, header_value in header_list:
+                        name_ptr = PyUnicode_AsUTF8AndSize(header_name, &name_len)
+                        data = header_value
+                        rd_kafka_header_add(headers, name_ptr, name_len, <const char *>data, len(data))
+                slot = &pending.slots[count]
+                slot.pending = pending
+                slot.index = i
+                slot.size = size
+                err = gw_produce(self._rk, rkt, partition, value_ptr, value_len, key_ptr, key_len, timestamp,
+                                 headers, slot)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR:
+                    if headers != NULL:  # still ours when librdkafka refused the record
+                        rd_kafka_headers_destroy(headers)
+                        headers = NULL
+                    refused.append((i, <int>err))
+                    continue
+                headers = NULL  # librdkafka's now
+                count += 1
+                total += size
+        finally:
+            if headers != NULL:  # built, but an exception came before the record was handed over
+                rd_kafka_headers_destroy(headers)
+            # Records already handed over will be reported whatever happened to the rest.
+            if count == 0:
+                free(pending.slots)
+                free(pending)
+            else:
+                pending.count = count
+                pending.remaining = count
+                pending.batch = <PyObject *>batch
+                Py_INCREF(batch)
+        return count, total, refused
+
+    def serve(self):
+        """Serve librdkafka's queued events on this thread; finished batches go to ``on_batch``."""
+        if self._rk == NULL:
+            return
+        rd_kafka_poll(self._rk, 0)
+        self._finish()
+
+    cdef _finish(self):
+        cdef Pending *pending = self._state.done
+        cdef Pending *ordered = NULL
+        cdef Pending *nxt
+        cdef Slot *slot
+        cdef Py_ssize_t i
+        if pending == NULL:
+            return
+        self._state.done = NULL
+        while pending != NULL:  # reported newest first: reverse into the order they finished
+            nxt = pending.next
+            pending.next = ordered
+            ordered = pending
+            pending = nxt
+        delivered = self._delivered
+        on_failure = self._on_failure
+        finished = []
+        while ordered != NULL:
+            batch = <object>ordered.batch
+            Py_DECREF(batch)  # ``batch`` (a new reference above) keeps it alive
+            results = batch.results
+            for i in range(ordered.count):
+                slot = &ordered.slots[i]
+                if slot.err == 0:
+                    results[slot.index] = delivered(slot.partition, slot.offset, slot.timestamp)
+                else:
+                    on_failure(batch, slot.index, slot.err, slot.partition, slot.size)
+            finished.append(batch)
+            nxt = ordered.next
+            free(ordered.slots)
+            free(ordered)
+            ordered = nxt
+        self._on_batch(finished)
+
+    def queue_length(self):
+        """Records librdkafka holds: queued, in flight, or reported but not yet served."""
+        return rd_kafka_outq_len(self._rk) if self._rk != NULL else 0
+
+    def purge(self):
+        """Give up on every record not yet acknowledged; their reports (errors) come with the next ``serve()``."""
+        if self._rk != NULL:
+            rd_kafka_purge(self._rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+
+    def destroy(self):
+        """Stop librdkafka's threads and free the producer (blocks briefly; safe off the event loop)."""
+        cdef rd_kafka_t *rk = self._rk
+        if rk == NULL:
+            return
+        self._rk = NULL
+        for handle in self._topics.values():
+            rd_kafka_topic_destroy(<rd_kafka_topic_t *><size_t>handle)
+        self._topics.clear()
+        with nogil:
+            rd_kafka_destroy(rk)
+
+    def __dealloc__(self):
+        if self._rk != NULL:
+            for handle in self._topics.values():
+                rd_kafka_topic_destroy(<rd_kafka_topic_t *><size_t>handle)
+            rd_kafka_destroy(self._rk)
+            self._rk = NULL
+
