@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: dev test lint unit kafka-jars bench bench-quick openapi clean
 
 # Reinstalled when a compiled module changes, so the editable install rebuilds it.
-$(STAMP): pyproject.toml setup.py gateway/_frames.pyx gateway/kafka/_rdkafka.pyx gateway/kafka/_rdkafka.h
+$(STAMP): pyproject.toml setup.py gateway/_frames.pyx gateway/_records.pyx gateway/kafka/_rdkafka.pyx gateway/kafka/_rdkafka.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -e ".[dev]"

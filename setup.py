@@ -1,6 +1,7 @@
 """The compiled parts of the gateway (everything else is in pyproject.toml).
 
 - ``gateway._frames``: the SSE encoding loop.
+- ``gateway._records``: the per-record loop of produce requests (``records.prepare``).
 - ``gateway.kafka._rdkafka``: the producer's hot path on librdkafka itself (batched delivery reports).
   It declares the part of librdkafka's C API it uses (``gateway/kafka/_rdkafka.h``) and links to the
   librdkafka that confluent-kafka's manylinux wheel bundles, found in the build environment by the
@@ -32,6 +33,7 @@ libs_dir, lib_name = bundled_librdkafka()
 setup(
     ext_modules=[
         Extension("gateway._frames", ["gateway/_frames.pyx"]),
+        Extension("gateway._records", ["gateway/_records.pyx"]),
         Extension(
             "gateway.kafka._rdkafka",
             ["gateway/kafka/_rdkafka.pyx"],

@@ -6,7 +6,8 @@ its raw bytes (``msgspec.Raw``: compacted once, never decoded into Python object
 Its errors carry the record's index (``records[3].key``); they are reworded here for curl users.
 
 A batch is validated whole — every key, value, header, timestamp and size — before the first record
-is handed to the producer, so a rejected batch leaves nothing behind in Kafka.
+is handed to the producer, so a rejected batch leaves nothing behind in Kafka. That per-record loop,
+``prepare``, is compiled (``gateway/_records.pyx``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ import msgspec
 from msgspec import UNSET, Meta, Raw, UnsetType
 
 from gateway import codec, errors
+from gateway._records import JSON_NULL as NULL
+from gateway._records import MAX_TIMESTAMP_MS, prepare, timestamp_ms
 from gateway.kafka.delivery import Prepared
 
 __all__ = [
+    "MAX_TIMESTAMP_MS",
+    "NULL",
     "PLACEHOLDER",
     "Formats",
     "Prepared",
@@ -31,13 +36,11 @@ __all__ = [
     "parse_body",
     "parse_line",
     "prepare",
+    "timestamp_ms",
 ]
 
-NULL = Raw(b"null")
 # Stands in for a record that failed validation inside an NDJSON group; never produced.
 PLACEHOLDER: Prepared = (None, None, None, -1, 0, 0)
-# Epoch milliseconds Kafka and librdkafka accept: 1 (0 means "now" to librdkafka) to year 9999.
-MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 AnyJson = Annotated[Raw, Meta(description="Any JSON; how it is written depends on key_format / value_format")]
 Headers = Annotated[dict[str, str], Meta(description="Header name -> text (written as UTF-8)")]
@@ -163,75 +166,6 @@ def parse_line(line: bytes, formats: Formats, where: str) -> Any:
         raise errors.BadRequest(f"{where}: Malformed JSON: {exc}.") from None
     except UnicodeDecodeError as exc:
         raise errors.BadRequest(f"{where}: {codec.not_utf8(exc).message}") from None
-
-
-def prepare(
-    items: list[Any],
-    formats: Formats,
-    max_record_bytes: int,
-    extra_headers: list[tuple[str, bytes]] | None = None,
-    where: str | None = None,
-) -> list[Prepared]:
-    """Validate decoded records and encode them to Kafka bytes, all or none.
-
-    Errors name the record: ``where`` when given (``record``, ``line 7``), else ``records[i]``.
-    This loop runs once per record: it stays flat on purpose.
-    """
-    out: list[Prepared] = []
-    append = out.append
-    json_bytes = codec.json_bytes
-    key_json = formats.key == "json"
-    key_str = formats.key == "string"
-    value_json = formats.value == "json"
-    value_str = formats.value == "string"
-    i = 0
-    try:
-        for i, rec in enumerate(items):  # noqa: B007 (i names the record in the error below)
-            value = rec.value
-            if value_json:
-                value = None if value == NULL else json_bytes(value)
-            elif value_str and value is not None:
-                value = value.encode()
-            key = rec.key
-            if key is not None:
-                if key_json:
-                    key = None if key == NULL else json_bytes(key)
-                elif key_str:
-                    key = key.encode()
-            size = (0 if value is None else len(value)) + (0 if key is None else len(key))
-            headers = None
-            if rec.headers:
-                headers = [(name, text.encode()) for name, text in rec.headers.items()]
-                size += sum(len(n) + len(v) for n, v in headers)
-            if extra_headers:
-                headers = extra_headers if headers is None else headers + extra_headers
-            if size > max_record_bytes:
-                raise errors.PayloadTooLarge(f"{size} bytes is over the limit of {max_record_bytes} bytes per record.")
-            timestamp = rec.timestamp
-            partition = rec.partition
-            append(
-                (
-                    value,
-                    key,
-                    headers,
-                    -1 if partition is None else partition,
-                    0 if timestamp is None else timestamp_ms(timestamp),
-                    size,
-                )
-            )
-    except errors.GatewayError as exc:
-        exc.message = f"{where or f'records[{i}]'}: {exc.message}"
-        exc.args = (exc.message,)
-        raise
-    return out
-
-
-def timestamp_ms(value: int | str) -> int:
-    """A record timestamp (epoch ms or RFC 3339) in the range Kafka and librdkafka accept."""
-    ms = codec.parse_timestamp(value)
-    if not 0 < ms <= MAX_TIMESTAMP_MS:
-        raise errors.InvalidRecord(f"timestamp must be epoch milliseconds from 1 to {MAX_TIMESTAMP_MS}; got {ms}.")
-    return ms
 
 
 def decode_request(body: bytes, kind: type[Any]) -> Any:

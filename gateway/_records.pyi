@@ -1,0 +1,17 @@
+from typing import Any
+
+from msgspec import Raw
+
+from gateway.kafka.delivery import Prepared
+
+JSON_NULL: Raw
+MAX_TIMESTAMP_MS: int
+
+def timestamp_ms(value: int | str) -> int: ...
+def prepare(
+    items: list[Any],
+    formats: Any,
+    max_record_bytes: int,
+    extra_headers: list[tuple[str, bytes]] | None = None,
+    where: str | None = None,
+) -> list[Prepared]: ...
