@@ -106,8 +106,10 @@ async def test_null_value_is_a_tombstone(client: httpx.AsyncClient, bootstrap: s
 
 
 async def test_timestamps_epoch_ms_and_rfc3339_are_stored(
-    client: httpx.AsyncClient, bootstrap: str, topic: str
+    client: httpx.AsyncClient, bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
+    # Records from 2023 are past the default 7-day retention: Kafka's next retention check would delete them.
+    topic = new_topic(1, **{"retention.ms": "-1"})
     records = [
         {"value": 1, "timestamp": 1700000000123},
         {"value": 2, "timestamp": "2024-05-01T12:00:00.250Z"},

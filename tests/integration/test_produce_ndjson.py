@@ -104,7 +104,7 @@ async def test_ten_thousand_lines_give_ten_thousand_results_in_order(
 async def test_bad_lines_get_error_lines_and_the_stream_goes_on(
     gateway: GatewayProcess, bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
-    topic = new_topic(2)
+    topic = new_topic(2, **{"retention.ms": "-1"})  # a record from 2024: past the default retention
     lines = [
         b'{"key":"a","value":1}',
         b'{"key":"b","value":',  # malformed
