@@ -8,7 +8,8 @@
 # Two stages: the builder turns pyproject.toml + gateway/ into a wheel and installs it with its
 # dependencies into a virtualenv at /opt/venv; the runtime stage copies only that virtualenv onto a
 # fresh python:3.11-slim. Every dependency (confluent-kafka bundles librdkafka) ships manylinux wheels
-# for amd64 and arm64; the gateway's own SSE encoder (gateway/_frames.pyx, Cython) is compiled, so the
+# for amd64 and arm64; the gateway's own Cython modules are compiled (setup.py; the producer's hot path
+# links to the librdkafka inside confluent-kafka's wheel and finds it there through its rpath), so the
 # builder has a C compiler, and nothing but /opt/venv crosses into the final image. Both stages use the
 # same base, so the virtualenv's interpreter path (/usr/local/bin/python3.11) exists in the final image.
 
@@ -17,7 +18,7 @@ FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# gcc for gateway/_frames.pyx (builder only).
+# gcc for the Cython modules (builder only).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -27,7 +28,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # Only what the wheel is made of: the package and its metadata (pyproject names README.md as readme).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
 
 # Build the wheel, then install it with the tracing extra and their pinned dependencies (tracing stays
@@ -36,7 +37,7 @@ COPY gateway ./gateway
 # ./gateway off sys.path, so it imports the installed copy.
 RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
     && pip install "$(ls /tmp/wheels/*.whl)[tracing]" \
-    && python -P -c "import gateway.app, gateway.__main__, gateway._frames, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
+    && python -P -c "import gateway.app, gateway.__main__, gateway._frames, gateway._records, gateway.kafka._rdkafka, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http"
 
 
 FROM python:3.11-slim AS runtime
