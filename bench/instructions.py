@@ -12,7 +12,7 @@ earlier commit).
   produce route without HTTP, each step's instructions per record: decoding the body
   (``records.parse_body``), validating and encoding the records (``records.prepare``), handing them to
   librdkafka (``GatewayProducer.produce_batch``; the producer points at no broker, so nothing is sent and
-  no delivery report comes: those run on the poll thread and in librdkafka's threads) and encoding the
+  no delivery report comes: those are served on the event loop as they arrive) and encoding the
   answer's 100 results. The cyclic garbage collector is off (its passes are not counted).
 """
 
@@ -109,8 +109,8 @@ def _instructions(program: str, args: list[str], gateway_dir: Path | None) -> in
             [
                 "valgrind",
                 "--tool=callgrind",
-                # The main thread's count alone: librdkafka's threads and the producer's poll thread
-                # do work that depends on time (reconnects, wake-ups), which the probes leave out.
+                # The main thread's count alone: librdkafka's threads do work that depends on time
+                # (reconnects, wake-ups), which the probes leave out.
                 "--separate-threads=yes",
                 f"--callgrind-out-file={tmp}/out",
                 sys.executable,

@@ -26,21 +26,21 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
             rf"(parse_body|parse_line) {_P}gateway/records\.py",
         ),
         (
-            "record validation + encoding (records.prepare, codec)",
-            rf"prepare {_P}gateway/records\.py|{_P}gateway/codec\.py",
+            "record validation + encoding (records.prepare, compiled: counted in its caller's line; codec)",
+            rf"prepare {_P}gateway/(records\.py|_records\.pyx)|{_P}gateway/codec\.py",
         ),
         ("produce() into librdkafka (GatewayProducer.produce/produce_batch)", r"GatewayProducer\.produce(_batch)? \("),
         ("delivery: resolve futures on the loop (_resolve)", r"GatewayProducer\._resolve \("),
         (
-            "delivery: poll thread (poll, callbacks, dispatch)",
-            r"GatewayProducer\.(_poll_loop|_dispatch|_on_delivery) \(",
+            "delivery reports served on the loop (_serve: librdkafka's queue, C callbacks, results)",
+            r"GatewayProducer\.(_serve|_on_failure|_on_error) \(",
         ),
         ("publisher (reserve, submit, outcomes)", rf"{_P}gateway/publish\.py"),
         ("produce route's own code (api/produce.py: body, response)", rf"{_P}gateway/api/produce(_ndjson)?\.py"),
         ("SSE frames (streams, sse, cursor)", rf"{_P}gateway/(streams|sse|cursor)\.py"),
         ("Kafka consumer calls (kafka/consumer.py)", rf"{_P}gateway/kafka/consumer\.py"),
         ("metrics", rf"{_P}gateway/metrics\.py|prometheus_client/"),
-        ("logging a traceback", rf"{_P}(logging/|traceback\.py|linecache\.py|ast\.py|textwrap\.py)"),
+        ("logging (access log lines, tracebacks)", rf"{_P}(logging/|traceback\.py|linecache\.py|ast\.py|textwrap\.py)"),
         ("other gateway code", rf"{_P}gateway/"),
         (
             "FastAPI/Starlette/anyio (routing, params, request, response)",
@@ -63,7 +63,6 @@ INCLUSIVE: list[tuple[str, re.Pattern[str]]] = [
         ("reading the body (Request.stream/body)", r"Request\.(stream|body) \("),
         ("Response construction/sending (starlette Response)", r"Response\.(__init__|__call__|render|init_headers) \("),
         ("exception handling + logging tracebacks", r"Logger\.(exception|error|_log) \("),
-        ("poll thread: librdkafka poll() (C: delivery reports)", r"GatewayProducer\._poll_loop \([^;]*$"),
         ("asyncio.wait / futures on the request path", r"asyncio/tasks\.py|Future\.(set_result|add_done_callback)"),
     ]
 ]
