@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -238,3 +239,31 @@ async def test_close_answers_records_it_gave_up_on_instead_of_leaving_them_waiti
     assert producer.undelivered_at_close == 3 and producer.in_flight_records == 0
     with pytest.raises(errors.Unavailable):
         producer.reserve(1, 1)
+
+
+async def test_librdkafka_log_lines_reach_python_logging_on_the_event_loop() -> None:
+    # librdkafka's own lines (here: the refused connection) come through the queue the event loop serves.
+    lines: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record)
+
+    logger = logging.getLogger("test.librdkafka")
+    logger.addHandler(Collect())
+    logger.setLevel(logging.DEBUG)
+    producer = GatewayProducer(
+        {"bootstrap.servers": "127.0.0.1:9", "logger": logger},
+        max_in_flight_records=10,
+        max_in_flight_bytes=1_000,
+    )
+    try:
+        for _ in range(100):
+            if any("127.0.0.1:9" in r.getMessage() for r in lines):
+                break
+            await asyncio.sleep(0.05)
+        failed = [r for r in lines if "127.0.0.1:9" in r.getMessage()]
+        assert failed and failed[0].levelno >= logging.WARNING, [r.getMessage() for r in lines]
+    finally:
+        with ThreadPoolExecutor(1) as executor:
+            await producer.close(executor, 1)
