@@ -49,13 +49,16 @@ class Forbidden(GatewayError):
 
 
 class KafkaDenied(Forbidden):
-    """Kafka's ACLs refuse the gateway's own Kafka user ``action`` (read, write) on a topic."""
+    """Kafka's ACLs refuse the gateway's own Kafka user ``action`` (read, write) on a topic or a group."""
 
-    def __init__(self, action: str, topic: str | None, reason: str) -> None:
-        where = f"topic '{topic}'" if topic else "this topic"
+    def __init__(self, action: str, topic: str | None, reason: str, *, group: str | None = None) -> None:
+        if group is not None:
+            where, kind = f"group '{group}'", "group"
+        else:
+            where, kind = (f"topic '{topic}'" if topic else "this topic"), "topic"
         super().__init__(
             f"Kafka refused the gateway's own user to {action} {where} ({reason}); "
-            f"an operator must grant it {action.capitalize()} on the topic."
+            f"an operator must grant it {action.capitalize()} on the {kind}."
         )
 
 

@@ -43,7 +43,8 @@ def document(schema: dict[str, Any], routes: list[Any]) -> None:
                 "40301 when Kafka's ACLs refuse the gateway's own user Write on the topic)",
                 Access.ADMIN: "scope `admin`",
                 Access.CONSUMER: "the instance's creator; `read` on every topic the body names; the group "
-                "must match the principal's `group:` scopes, if it has any",
+                "must match the principal's `group:` scopes, if it has any (a fetch also gets 403 40301 when "
+                "Kafka's ACLs refuse the gateway's own user Read on the group or a topic)",
             }[rule.access]
             op["description"] = (op.get("description") or "").rstrip() + f"\n\nAuthorization: {needs}."
             responses = op.setdefault("responses", {})

@@ -21,11 +21,9 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 # librdkafka errors that a fetch reports to the client instead of logging and skipping.
-_FATAL_FETCH_ERRORS = {
-    KafkaError._FATAL,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED,
-}
+_FATAL_FETCH_ERRORS = {KafkaError._FATAL}
+# Kafka's ACLs refusing the gateway's own user: 403, since no retry can help (not 503 with Retry-After).
+_DENIED_TOPIC, _DENIED_GROUP = KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED
 _BENIGN_FETCH_ERRORS = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
 # Kafka unreachable: librdkafka reconnects by itself; the fetch just finds nothing. Logged at debug,
 # since every poll of every instance would repeat it (readiness already reports the outage).
@@ -113,6 +111,10 @@ class Progress:
             err = m.error()
             if err is None:
                 self.buffer.append(m)
+            elif err.code() == _DENIED_GROUP:
+                raise errors.KafkaDenied("read", None, err.str(), group=group)
+            elif err.code() == _DENIED_TOPIC:
+                raise errors.KafkaDenied("read", m.topic(), err.str())
             elif err.code() in _FATAL_FETCH_ERRORS or err.fatal():
                 raise errors.Unavailable(f"Kafka error while fetching: {err.str()}.")
             elif err.code() in _TRANSIENT_FETCH_ERRORS:

@@ -143,9 +143,11 @@ def test_a_topic_the_gateways_user_may_not_read_is_403_and_ends_a_stream(guarded
         assert "gateway's own user to read" in json.loads(events[0].data)["message"], events
 
 
-def _allow(admin: AdminClient, user: str, topic: str, operation: AclOperation) -> None:
+def _allow(
+    admin: AdminClient, user: str, name: str, operation: AclOperation, kind: ResourceType = ResourceType.TOPIC
+) -> None:
     binding = AclBinding(
-        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, f"User:{user}", "*", operation, AclPermissionType.ALLOW
+        kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", operation, AclPermissionType.ALLOW
     )
     for fut in admin.create_acls([binding]).values():
         fut.result(timeout=30)
@@ -159,3 +161,39 @@ def _sasl(cluster: KafkaCluster, user: str) -> dict[str, str]:
         "sasl.username": user,
         "sasl.password": PASSWORD,
     }
+
+
+def test_confluent_consumers_refused_a_group_or_a_topic_by_kafka_get_403(guarded_cluster: KafkaCluster) -> None:
+    admin = AdminClient({"bootstrap.servers": guarded_cluster.bootstrap_servers})
+    readable, unreadable = (f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("readable", "unreadable"))
+    for topic in (readable, unreadable):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        _allow(admin, ONE_TOPIC_USER, topic, AclOperation.DESCRIBE)
+    _allow(admin, ONE_TOPIC_USER, readable, AclOperation.READ)
+    allowed_group, denied_group = f"ok-{uuid.uuid4().hex[:8]}", f"denied-{uuid.uuid4().hex[:8]}"
+    _allow(admin, ONE_TOPIC_USER, allowed_group, AclOperation.READ, ResourceType.GROUP)
+    env = {
+        f"GATEWAY_KAFKA__{k.upper().replace('.', '_')}": v for k, v in _sasl(guarded_cluster, ONE_TOPIC_USER).items()
+    }
+    v2 = "application/vnd.kafka.v2+json"
+    with GatewayProcess(guarded_cluster.sasl_bootstrap_servers, env=env) as gw, httpx.Client(base_url=gw.url) as http:
+
+        def first_answer(group: str, topic: str) -> httpx.Response:
+            r = http.post(f"/consumers/{group}", json={"name": "c", "format": "binary"}, headers={"content-type": v2})
+            assert r.status_code == 200, r.text
+            base = f"/consumers/{group}/instances/c"
+            r = http.post(f"{base}/subscription", json={"topics": [topic]}, headers={"content-type": v2})
+            assert r.status_code == 204, r.text
+            deadline = time.monotonic() + 60
+            while True:  # an empty page until the group's coordinator has answered
+                r = http.get(f"{base}/records", params={"timeout": 1000}, headers={"accept": v2}, timeout=30)
+                if r.status_code != 200 or r.json() or time.monotonic() > deadline:
+                    return r
+
+        # Before: 503 "Kafka error while fetching" with Retry-After, inviting retries that cannot succeed.
+        r = first_answer(denied_group, readable)
+        assert r.status_code == 403 and r.json()["error_code"] == 40301, r.text
+        assert f"group '{denied_group}'" in r.json()["message"] and "Read on the group" in r.json()["message"], r.text
+        r = first_answer(allowed_group, unreadable)
+        assert r.status_code == 403 and r.json()["error_code"] == 40301, r.text
+        assert f"topic '{unreadable}'" in r.json()["message"], r.text
