@@ -148,6 +148,8 @@ cdef void _on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) n
     if fatal:
         code = rd_kafka_fatal_error(rk, buf, sizeof(buf))
         text = buf.decode("utf-8", "replace")
+    if (<State *>opaque).owner == NULL:  # the owner is being freed
+        return
     owner = <object>(<State *>opaque).owner
     try:
         owner._error(code, rd_kafka_err2name(<rd_kafka_resp_err_t>code).decode(), text, fatal)
@@ -156,7 +158,10 @@ cdef void _on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) n
 
 
 cdef void _on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) noexcept with gil:
-    owner = <object>(<State *>rd_kafka_opaque(rk)).owner
+    cdef State *state = <State *>rd_kafka_opaque(rk)
+    if state.owner == NULL:
+        return
+    owner = <object>state.owner
     logger = owner._logger
     if logger is None:
         return
@@ -168,6 +173,8 @@ cdef void _on_log(const rd_kafka_t *rk, int level, const char *fac, const char *
 
 
 cdef int _on_stats(rd_kafka_t *rk, char *json, size_t size, void *opaque) noexcept with gil:
+    if (<State *>opaque).owner == NULL:
+        return 0
     owner = <object>(<State *>opaque).owner
     try:
         owner._stats(json[:size].decode("utf-8", "replace"))
@@ -408,9 +415,16 @@ cdef class Producer:
             rd_kafka_destroy(rk)
 
     def __dealloc__(self):
-        if self._rk != NULL:
+        # Never closed (``destroy()``): free librdkafka without the GIL (its threads may be waiting for it
+        # to call a handler) and with the handlers told that their owner is gone.
+        cdef rd_kafka_t *rk = self._rk
+        if rk == NULL:
+            return
+        self._rk = NULL
+        self._state.owner = NULL
+        if self._topics:
             for handle in self._topics.values():
                 rd_kafka_topic_destroy(<rd_kafka_topic_t *><size_t>handle)
-            rd_kafka_destroy(self._rk)
-            self._rk = NULL
+        with nogil:
+            rd_kafka_destroy(rk)
 
