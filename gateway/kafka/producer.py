@@ -93,10 +93,10 @@ class GatewayProducer:
     # -- librdkafka's events, served on the event loop --------------------------------------------
 
     def _serve(self) -> None:
+        # One read empties the pipe (a byte per wake-up); were it not empty, the loop would call again.
         try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:  # served already, by the start-up call or close()
             pass
         self._producer.serve()
 
