@@ -1,8 +1,7 @@
 """Delivery reports as data: a record ready for librdkafka, where Kafka stored it, and a batch's state.
 
 A ``Batch`` is filled in from librdkafka's delivery reports and read once its future resolved (see
-``gateway.kafka.producer``). Kafka's errors are translated
-into the gateway's vocabulary here, once.
+``gateway.kafka.producer``). Kafka's errors are translated into the gateway's vocabulary here, once.
 """
 
 from __future__ import annotations
