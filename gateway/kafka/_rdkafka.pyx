@@ -10,9 +10,10 @@ C array and counts the batch down, and only a finished batch comes back to Pytho
 stays the client for everything else (consumers, admin, metadata).
 
 No thread of its own: librdkafka signals a pipe when its queue of events becomes non-empty, and the
-owner polls (``serve()``) on the event loop's thread when the pipe is readable. Every callback therefore
-runs on that thread, with the GIL held: delivery reports as plain C, errors, logs and statistics as calls
-to the owner's Python handlers.
+owner polls (``serve()``) on the event loop's thread when the pipe is readable. Delivery reports are
+therefore only ever handled there (plain C, no GIL needed); errors, logs and statistics become calls to the
+owner's Python handlers, which take the GIL themselves, since librdkafka may log from its own threads
+before its log queue is set up.
 """
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
