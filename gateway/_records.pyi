@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 from msgspec import Raw
@@ -15,3 +16,5 @@ def prepare(
     extra_headers: list[tuple[str, bytes]] | None = None,
     where: str | None = None,
 ) -> list[Prepared]: ...
+def total_size(records: Sequence[Prepared]) -> int: ...
+def beyond(records: Sequence[Prepared], partitions: int) -> list[int]: ...

@@ -89,3 +89,22 @@ def prepare(list items, formats, Py_ssize_t max_record_bytes, extra_headers=None
         exc.args = (exc.message,)
         raise
     return out
+
+
+def total_size(records):
+    """The bytes of ``Prepared`` records together (their last field), without a Python step per record."""
+    cdef Py_ssize_t total = 0
+    for rec in records:
+        total += <Py_ssize_t>(<tuple?>rec)[5]
+    return total
+
+
+def beyond(records, Py_ssize_t partitions):
+    """Indexes of the ``Prepared`` records that name a partition the topic does not have."""
+    cdef list out = []
+    cdef Py_ssize_t i = 0
+    for rec in records:
+        if <Py_ssize_t>(<tuple?>rec)[3] >= partitions:
+            out.append(i)
+        i += 1
+    return out

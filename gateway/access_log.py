@@ -37,10 +37,19 @@ class BatchedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         # Called by Handler.handle with this handler's lock held.
         try:
-            self._pending.append(self.format(record))
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
+        self._add(line)
+
+    def write_line(self, line: str) -> None:
+        """Take a line already formatted, without a ``LogRecord`` (the access log's own fast path)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._add(line)
+
+    def _add(self, line: str) -> None:
+        self._pending.append(line)
         if len(self._pending) >= MAX_PENDING_LINES:
             self._write_pending()
             return
@@ -78,6 +87,18 @@ class BatchedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class _MessageOnly(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return record.getMessage()
+
+
+def direct_handler(log: logging.Logger) -> BatchedLineHandler | None:
+    """The handler a line can go to without a ``LogRecord``: the one ``configure`` installed, when it is
+    still the logger's only handler and nothing filters (else lines take the ``logging`` way)."""
+    handlers = log.handlers
+    if len(handlers) != 1 or log.filters:
+        return None
+    handler = handlers[0]
+    if type(handler) is not BatchedLineHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler
 
 
 def configure(enabled: bool) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway import errors
+from gateway._records import beyond, total_size
 from gateway.kafka.admin import ClusterAdmin, valid_topic_name
 from gateway.kafka.delivery import Batch, Delivered, DeliveryHook, Outcome, Prepared
 from gateway.kafka.metadata import MetadataCache, TopicInfo
@@ -119,22 +120,25 @@ class Publisher:
         are produced. ``failed`` pre-fills results for records that already failed validation
         (NDJSON lines), so their position in the output is kept.
         """
-        self.producer.reserve(len(records), sum(r[5] for r in records))
+        self.producer.reserve(len(records), total_size(records))
         results: list[Outcome | None] = [None] * len(records)
         for i, err in failed:
             results[i] = err
-        partitions = topic.partitions
-        for i, rec in enumerate(records):
-            if rec[3] >= partitions:
-                results[i] = errors.PartitionNotFound(topic.name, rec[3])
+        for i in beyond(records, topic.partitions):
+            results[i] = errors.PartitionNotFound(topic.name, records[i][3])
         return self.producer.produce_batch(topic.name, records, results, wait=wait)
+
+    @staticmethod
+    async def settled(batch: Batch) -> Batch:
+        """Wait for every delivery report of ``batch``."""
+        if batch.future is not None:
+            await batch.future
+        return batch
 
     @staticmethod
     async def outcomes(batch: Batch) -> list[Outcome]:
         """Wait for every delivery report; each record's own success or error, in input order."""
-        if batch.future is not None:
-            await batch.future
-        return batch.outcomes()
+        return (await Publisher.settled(batch)).outcomes()
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway._records import total_size
 from gateway.kafka.delivery import Batch, Prepared
 from gateway.kafka.metadata import TopicInfo
 from gateway.metrics import Metrics
@@ -188,7 +189,7 @@ class MeteredPublisher(Publisher):
         meter = current_meter.get()
         if meter is None:
             return super().submit(topic, records, *args, **kwargs)
-        n, size = len(records), sum(r[5] for r in records)  # Prepared[5]: the record's size
+        n, size = len(records), total_size(records)
         meter.book.charge(meter.who, meter.limits, n, size)
         try:
             return super().submit(topic, records, *args, **kwargs)

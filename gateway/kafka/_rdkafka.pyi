@@ -1,6 +1,10 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
+class Reports:
+    def fill(self, results: list[Any]) -> None: ...
+    def json(self, total: int) -> bytes: ...
+
 class Producer:
     _logger: Any
     def __init__(

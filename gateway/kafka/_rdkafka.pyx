@@ -16,9 +16,11 @@ owner's Python handlers, which take the GIL themselves, since librdkafka may log
 before its log queue is set up.
 """
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.string cimport memcpy
 from libc.stdlib cimport malloc, free
 
 import logging
@@ -190,13 +192,117 @@ def _text(value):
     return str(value)
 
 
+# The API's result object for a delivered record, in the pieces ``Reports.json`` writes between the numbers.
+cdef bytes _RESULTS_OPEN = b'{"results":['
+cdef bytes _PARTITION = b'{"partition":'
+cdef bytes _OFFSET = b',"offset":'
+cdef bytes _TIMESTAMP = b',"timestamp":'
+# The longest a result can be: the three names, an int32 and two int64s with signs, braces and a comma.
+cdef Py_ssize_t _RESULT_MAX = 13 + 11 + 10 + 20 + 13 + 20 + 2
+
+
+cdef inline Py_ssize_t _put(char *out, bytes piece) noexcept:
+    cdef Py_ssize_t n = len(piece)
+    memcpy(out, <const char *>piece, n)
+    return n
+
+
+cdef Py_ssize_t _put_int(char *out, int64_t value) noexcept nogil:
+    """``value`` in decimal, as JSON (and msgspec) write it; returns the characters written."""
+    cdef char digits[20]
+    cdef Py_ssize_t n = 0, i = 0
+    cdef uint64_t u
+    if value < 0:
+        out[0] = 45  # '-'
+        i = 1
+        u = <uint64_t>(-(value + 1)) + 1
+    else:
+        u = <uint64_t>value
+    while True:
+        digits[n] = <char>(48 + u % 10)
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    while n > 0:
+        n -= 1
+        out[i] = digits[n]
+        i += 1
+    return i
+
+
+cdef class Reports:
+    """A finished batch's delivery reports (partition, offset, timestamp or error per record), as C data.
+
+    ``fill`` turns the successes into ``delivered(partition, offset, timestamp)`` objects in a results list;
+    ``json`` writes the produce route's whole answer for a batch whose every record was delivered, with no
+    Python object per record on the way.
+    """
+
+    cdef Slot *_slots
+    cdef Py_ssize_t _count
+    cdef object _delivered
+    cdef bint _filled
+
+    def __dealloc__(self):
+        free(self._slots)
+
+    def fill(self, list results):
+        """Put each delivered record's ``delivered(...)`` at its index in ``results`` (once)."""
+        cdef Py_ssize_t i
+        cdef Slot *slot
+        if self._filled:
+            return
+        self._filled = True
+        delivered = self._delivered
+        for i in range(self._count):
+            slot = &self._slots[i]
+            if slot.err == 0:
+                results[slot.index] = delivered(slot.partition, slot.offset, slot.timestamp)
+
+    def json(self, Py_ssize_t total):
+        """``{"results":[{"partition":P,"offset":O,"timestamp":T},...]}``: every one of ``total`` records
+        delivered, in input order (``ValueError`` otherwise)."""
+        cdef Py_ssize_t i, n = 0
+        cdef Slot *slot
+        if self._count != total:
+            raise ValueError("not every record of the batch was produced")
+        for i in range(self._count):
+            if self._slots[i].err != 0 or self._slots[i].index != i:
+                raise ValueError("not every record of the batch was delivered")
+        cdef char *buf = <char *>malloc(len(_RESULTS_OPEN) + 2 + max(self._count, 1) * _RESULT_MAX)
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = _put(buf, _RESULTS_OPEN)
+            for i in range(self._count):
+                slot = &self._slots[i]
+                if i:
+                    buf[n] = 44  # ','
+                    n += 1
+                n += _put(buf + n, _PARTITION)
+                n += _put_int(buf + n, slot.partition)
+                n += _put(buf + n, _OFFSET)
+                n += _put_int(buf + n, slot.offset)
+                n += _put(buf + n, _TIMESTAMP)
+                n += _put_int(buf + n, slot.timestamp)
+                buf[n] = 125  # '}'
+                n += 1
+            buf[n] = 93  # ']'
+            buf[n + 1] = 125  # '}'
+            return PyBytes_FromStringAndSize(buf, n + 2)
+        finally:
+            free(buf)
+
+
 cdef class Producer:
     """A librdkafka producer whose delivery reports come back one finished batch at a time.
 
     ``conf`` is librdkafka configuration as for confluent-kafka, plus three optional callables:
     ``error_cb(code, name, text, fatal)``, ``stats_cb(json_text)`` and ``logger`` (a ``logging.Logger``).
-    ``on_batch(batches)`` receives every batch whose records all have their reports, and
-    ``on_failure(batch, index, code, partition, size)`` each failed record's (before ``on_batch``).
+    ``on_batch(batches)`` receives every batch whose records all have their reports (each batch's
+    ``reports`` attribute set to its ``Reports``, built with ``delivered``), and ``on_failure(batch, index,
+    code, partition, size)`` each failed record's (before ``on_batch``).
     """
 
     cdef rd_kafka_t *_rk
@@ -366,6 +472,7 @@ cdef class Producer:
         cdef Pending *nxt
         cdef Slot *slot
         cdef Py_ssize_t i
+        cdef Reports reports
         if pending == NULL:
             return
         self._state.done = NULL
@@ -374,22 +481,23 @@ cdef class Producer:
             pending.next = ordered
             ordered = pending
             pending = nxt
-        delivered = self._delivered
         on_failure = self._on_failure
         finished = []
         while ordered != NULL:
             batch = <object>ordered.batch
             Py_DECREF(batch)  # ``batch`` (a new reference above) keeps it alive
-            results = batch.results
+            # The slots become the batch's Reports: successes stay C data until someone asks.
+            reports = Reports.__new__(Reports)
+            reports._slots = ordered.slots
+            reports._count = ordered.count
+            reports._delivered = self._delivered
+            batch.reports = reports
             for i in range(ordered.count):
                 slot = &ordered.slots[i]
-                if slot.err == 0:
-                    results[slot.index] = delivered(slot.partition, slot.offset, slot.timestamp)
-                else:
+                if slot.err != 0:
                     on_failure(batch, slot.index, slot.err, slot.partition, slot.size)
             finished.append(batch)
             nxt = ordered.next
-            free(ordered.slots)
             free(ordered)
             ordered = nxt
         self._on_batch(finished)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from confluent_kafka import KafkaError
@@ -92,6 +93,7 @@ class Batch:
         "future",
         "records",
         "refused",
+        "reports",
         "results",
         "topic",
     )
@@ -107,7 +109,19 @@ class Batch:
         self.error_names: dict[str, int] | None = None
         # Slots that failed before reaching librdkafka.
         self.refused: list[int] = []
+        # The delivery reports once all came back (``gateway.kafka._rdkafka.Reports``), kept as C data:
+        # ``outcomes()`` turns them into ``Delivered`` objects, ``results_json()`` into the answer directly.
+        self.reports: Any = None
 
     def outcomes(self) -> list[Outcome]:
         """Results in input order; only valid once the batch completed."""
+        if self.reports is not None:
+            self.reports.fill(self.results)
         return self.results  # type: ignore[return-value]
+
+    def results_json(self) -> bytes | None:
+        """``{"results": [...]}`` as the produce route answers it when every record was delivered (else
+        ``None``): written from the reports without a ``Delivered`` object per record."""
+        if self.failed or self.refused or self.reports is None:
+            return None
+        return self.reports.json(len(self.results))  # type: ignore[no-any-return]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 
 from gateway.access_log import FLUSH_AFTER_S, MAX_PENDING_LINES, BatchedLineHandler
@@ -73,3 +74,63 @@ def test_a_loop_closed_before_its_flush_does_not_hold_back_later_lines() -> None
     asyncio.run(log_and_leave())  # its loop closes before the flush it scheduled
     asyncio.run(log_and_wait())
     assert stream.getvalue() == "first\nsecond\n"
+
+
+def test_request_lines_reach_the_stream_and_any_handler_an_operator_adds() -> None:
+    """The middleware hands its line to the batched handler directly (no LogRecord) only while that
+    handler is the logger's only one; with another handler added, both get every line."""
+    from starlette.types import Receive, Scope, Send
+
+    from gateway.access_log import ACCESS_LOGGER
+    from gateway.metrics import Metrics
+    from gateway.observability import ObservabilityMiddleware
+
+    async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    class Captured(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    log = logging.getLogger(ACCESS_LOGGER)
+    saved = (log.handlers[:], log.level, log.propagate)
+    stream = CountingStream()
+    log.handlers = [BatchedLineHandler(stream)]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    middleware = ObservabilityMiddleware(ok, Metrics())
+    extra = Captured()
+
+    async def request(request_id: str) -> None:
+        scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "client": ("10.0.0.1", 1),
+                 "headers": [(b"x-request-id", request_id.encode())]}  # fmt: skip
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, object]) -> None:
+            pass
+
+        await middleware(scope, receive, send)  # type: ignore[arg-type]
+
+    async def requests() -> None:
+        await request("alone")
+        log.addHandler(extra)
+        await request("with-another")
+        await asyncio.sleep(FLUSH_AFTER_S * 5)
+
+    try:
+        asyncio.run(requests())
+    finally:
+        log.handlers, log.level, log.propagate = saved
+    written = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["request_id"], x["status"], x["path"]) for x in written] == [
+        ("alone", 204, "/x"),
+        ("with-another", 204, "/x"),
+    ]
+    assert [json.loads(line)["request_id"] for line in extra.lines] == ["with-another"]
