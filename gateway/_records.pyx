@@ -3,8 +3,15 @@
 
 Same rules as before it was compiled; what C buys here is the check that a ``json`` value is already
 compact ASCII text (the common case: written as it came, no ``msgspec.json.format`` and no UTF-8
-decode), one pass over its bytes instead of ``split()`` building a list, and cheaper locals.
+decode), one pass over its bytes instead of ``split()`` building a list, and cheaper locals. Nothing is
+copied that need not be: a compact ``json`` value stays the ``msgspec.Raw`` that points into the request
+body, a ``string`` key or value stays the ``str`` it was decoded to (the producer takes its UTF-8
+without a copy); ``gateway.kafka._rdkafka`` reads either in place.
 """
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcmp
 
 from msgspec import Raw
 
@@ -15,18 +22,46 @@ JSON_NULL = Raw(b"null")
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
-cdef bytes _json_bytes(object raw):
-    """``codec.json_bytes``, with its common case (compact ASCII text) decided in one C pass."""
-    cdef bytes text = bytes(raw)
-    cdef const unsigned char *p = text
-    cdef Py_ssize_t i, n = len(text)
+cdef object _json_value(object raw):
+    """A ``json`` key or value as Kafka gets it: ``None`` for ``null``, else compact UTF-8 JSON text.
+
+    Text that is already compact ASCII (no whitespace byte, nothing outside ASCII: decided in one C pass)
+    is returned as it is, the ``Raw`` itself; anything else goes through ``codec.json_bytes``."""
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef Py_ssize_t i, n
     cdef unsigned char c
-    for i in range(n):
-        c = p[i]
-        # bytes.split()'s whitespace, or a byte outside ASCII: the general path decides.
-        if c >= 128 or c == 32 or 9 <= c <= 13:
-            return codec.json_bytes(text)
-    return text
+    cdef bint compact = True
+    PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
+    try:
+        p = <const unsigned char *>view.buf
+        n = view.len
+        if n == 4 and memcmp(p, b"null", 4) == 0:
+            return None
+        for i in range(n):
+            c = p[i]
+            # bytes.split()'s whitespace, or a byte outside ASCII: the general path decides.
+            if c >= 128 or c == 32 or 9 <= c <= 13:
+                compact = False
+                break
+    finally:
+        PyBuffer_Release(&view)
+    return raw if compact else codec.json_bytes(bytes(raw))
+
+
+cdef Py_ssize_t _utf8_size(str text) except -1:
+    """Bytes of ``text`` in UTF-8 (for ASCII text, CPython's own buffer: nothing is built)."""
+    cdef Py_ssize_t n
+    PyUnicode_AsUTF8AndSize(text, &n)
+    return n
+
+
+cdef Py_ssize_t _size(object data) except -1:
+    if data is None:
+        return 0
+    if type(data) is str:
+        return _utf8_size(<str>data)
+    return len(data)
 
 
 def timestamp_ms(value):
@@ -44,25 +79,19 @@ def prepare(list items, formats, Py_ssize_t max_record_bytes, extra_headers=None
     """
     cdef list out = []
     cdef bint key_json = formats.key == "json"
-    cdef bint key_str = formats.key == "string"
     cdef bint value_json = formats.value == "json"
-    cdef bint value_str = formats.value == "string"
     cdef Py_ssize_t i = 0, size
     try:
         for i in range(len(items)):
             rec = items[i]
             value = rec.value
             if value_json:
-                value = None if value == JSON_NULL else _json_bytes(value)
-            elif value_str and value is not None:
-                value = value.encode()
+                value = _json_value(value)
             key = rec.key
-            if key is not None:
-                if key_json:
-                    key = None if key == JSON_NULL else _json_bytes(key)
-                elif key_str:
-                    key = key.encode()
-            size = (0 if value is None else len(value)) + (0 if key is None else len(key))
+            if key_json and key is not None:
+                key = _json_value(key)
+            # A ``string`` key or value stays the str it was decoded to; ``binary`` ones are bytes already.
+            size = _size(value) + _size(key)
             headers = None
             if rec.headers:
                 headers = [(name, text.encode()) for name, text in rec.headers.items()]

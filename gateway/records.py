@@ -94,12 +94,16 @@ def _decoders(formats: Formats) -> tuple[msgspec.json.Decoder[Any], msgspec.json
     ]
     # msgspec cannot put Raw in a union, so an absent json key defaults to the raw text null.
     key_field = ("key", k, NULL if k is Raw else None)
-    record = msgspec.defstruct("Record", [("value", v), key_field, *common], forbid_unknown_fields=True, kw_only=True)
+    # gc=False: decoded JSON holds no reference cycles, so the collector need not track a struct per record.
+    record = msgspec.defstruct(
+        "Record", [("value", v), key_field, *common], forbid_unknown_fields=True, kw_only=True, gc=False
+    )
     body = msgspec.defstruct(
         "Body",
         [("records", list[record] | UnsetType, UNSET), ("value", v | UnsetType, UNSET), key_field, *common],  # type: ignore[valid-type]
         forbid_unknown_fields=True,
         kw_only=True,
+        gc=False,
     )
     return msgspec.json.Decoder(body), msgspec.json.Decoder(record)
 

@@ -16,7 +16,8 @@ owner's Python handlers, which take the GIL themselves, since librdkafka may log
 before its log queue is set up.
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint64_t
@@ -201,6 +202,24 @@ cdef bytes _TIMESTAMP = b',"timestamp":'
 cdef Py_ssize_t _RESULT_MAX = 13 + 11 + 10 + 20 + 13 + 20 + 2
 
 
+cdef const char *_payload(object data, Py_ssize_t *size, Py_buffer *view, bint *held) except? NULL:
+    """Where a key or value's bytes are: ``bytes`` in place, a ``str`` as its UTF-8 (CPython's own buffer
+    for ASCII text), anything else (``msgspec.Raw``: a slice of the request body) through a buffer view
+    the caller releases once librdkafka has copied it. ``None`` is NULL."""
+    if data is None:
+        size[0] = 0
+        return NULL
+    if type(data) is bytes:
+        size[0] = PyBytes_GET_SIZE(data)
+        return PyBytes_AS_STRING(data)
+    if type(data) is str:
+        return PyUnicode_AsUTF8AndSize(data, size)
+    PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    held[0] = True
+    size[0] = view.len
+    return <const char *>view.buf
+
+
 cdef inline Py_ssize_t _put(char *out, bytes piece) noexcept:
     cdef Py_ssize_t n = len(piece)
     memcpy(out, <const char *>piece, n)
@@ -383,7 +402,8 @@ cdef class Producer:
         """Hand librdkafka every record whose ``results`` slot is ``None``.
 
         ``records[i]`` is ``(value, key, headers, partition, timestamp, size)`` (``gateway.kafka.delivery.
-        Prepared``). Returns ``(records produced, their bytes, [(index, librdkafka error code)])`` for those
+        Prepared``; key and value ``bytes``, ``str`` (its UTF-8), another buffer such as ``msgspec.Raw``, or
+        ``None``). Returns ``(records produced, their bytes, [(index, librdkafka error code)])`` for those
         refused at once (a full queue, an unknown partition). ``batch`` is handed to ``on_batch`` once every
         produced record has its report; nothing is if none was produced.
         """
@@ -407,22 +427,16 @@ cdef class Producer:
         cdef rd_kafka_headers_t *headers = NULL
         cdef rd_kafka_resp_err_t err
         cdef bytes data
+        cdef Py_buffer value_view, key_view
+        cdef bint value_held = False, key_held = False
         refused = []
         try:
             for i in range(n):
                 if results[i] is not None:
                     continue
                 value, key, header_list, partition, timestamp, size = records[i]
-                if value is None:
-                    value_ptr, value_len = NULL, 0
-                else:
-                    data = value
-                    value_ptr, value_len = data, len(data)
-                if key is None:
-                    key_ptr, key_len = NULL, 0
-                else:
-                    data = key
-                    key_ptr, key_len = data, len(data)
+                value_ptr = _payload(value, &value_len, &value_view, &value_held)
+                key_ptr = _payload(key, &key_len, &key_view, &key_held)
                 headers = NULL
                 if header_list:
                     headers = rd_kafka_headers_new(len(header_list))
@@ -436,6 +450,13 @@ cdef class Producer:
                 slot.size = size
                 err = gw_produce(self._rk, rkt, partition, value_ptr, value_len, key_ptr, key_len, timestamp,
                                  headers, slot)
+                # librdkafka copied key and value (RD_KAFKA_MSG_F_COPY): views of the request body can go.
+                if value_held:
+                    value_held = False
+                    PyBuffer_Release(&value_view)
+                if key_held:
+                    key_held = False
+                    PyBuffer_Release(&key_view)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR:
                     if headers != NULL:  # still ours when librdkafka refused the record
                         rd_kafka_headers_destroy(headers)
@@ -446,6 +467,10 @@ cdef class Producer:
                 count += 1
                 total += size
         finally:
+            if value_held:  # an exception came between taking a view and handing it over
+                PyBuffer_Release(&value_view)
+            if key_held:
+                PyBuffer_Release(&key_view)
             if headers != NULL:  # built, but an exception came before the record was handed over
                 rd_kafka_headers_destroy(headers)
             # Records already handed over will be reported whatever happened to the rest.

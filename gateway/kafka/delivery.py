@@ -25,10 +25,13 @@ _ERR_TOPIC_DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 _ERR_PURGED_IN_FLIGHT = KafkaError._PURGE_INFLIGHT
 _ERR_PURGED_QUEUED = KafkaError._PURGE_QUEUE
 
+# A key or value as the producer takes it: bytes, text (written as UTF-8), or JSON text still in the
+# request body (``msgspec.Raw``, read in place). ``None`` is Kafka's null.
+Payload = bytes | str | msgspec.Raw
 # A record ready for ``Producer.produce``: value, key, headers, partition (-1: let the partitioner
 # choose), timestamp (0: now), size in bytes (key + value + headers). A plain tuple, because one is
 # built per record on the hot path.
-Prepared = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, int, int, int]
+Prepared = tuple[Payload | None, Payload | None, list[tuple[str, bytes]] | None, int, int, int]
 
 
 class Delivered(msgspec.Struct):

@@ -25,9 +25,21 @@ DEFAULT = records.Formats()
 pytestmark = pytest.mark.anyio
 
 
+def as_bytes(data: Any) -> bytes | None:
+    """A prepared key or value as the bytes Kafka gets (``prepare`` leaves text as str, JSON as ``Raw``)."""
+    if data is None:
+        return None
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def prepare(items: Any, fmt: records.Formats, max_bytes: int, extra: Any, where: str | None) -> list[Any]:
+    out = records.prepare(items, fmt, max_bytes, extra, where)
+    return [(as_bytes(r[0]), as_bytes(r[1]), *r[2:]) for r in out]
+
+
 def prepared(body: Any, fmt: records.Formats = DEFAULT, max_bytes: int = 1_000_000, **kw: Any) -> list[Any]:
     items, is_batch = records.parse_body(json.dumps(body).encode(), fmt)
-    return records.prepare(items, fmt, max_bytes, kw.get("extra"), None if is_batch else "record")
+    return prepare(items, fmt, max_bytes, kw.get("extra"), None if is_batch else "record")
 
 
 def test_single_record_and_batch_shapes() -> None:
@@ -130,7 +142,7 @@ def test_json_values_are_written_compact(value: Any) -> None:
     # Whatever whitespace the client sends, Kafka gets compact UTF-8 JSON with the same text otherwise.
     body = json.dumps({"value": {"v": value}}, indent=2, ensure_ascii=False).encode()
     items, _ = records.parse_body(body, DEFAULT)
-    (rec,) = records.prepare(items, DEFAULT, 1_000_000, None, "record")
+    (rec,) = prepare(items, DEFAULT, 1_000_000, None, "record")
     assert rec[0] == msgspec.json.encode({"v": value})
 
 
@@ -150,7 +162,7 @@ def test_compact_json_is_written_byte_for_byte(value: Any, ascii_only: bool, spe
     body = b'{"key":' + text.encode() + b',"value":' + text.encode() + b"}"
     fmt = records.Formats(key="json", value="json")
     items, _ = records.parse_body(body, fmt)
-    ((val, key, *_),) = records.prepare(items, fmt, 1_000_000, None, "record")
+    ((val, key, *_),) = prepare(items, fmt, 1_000_000, None, "record")
     assert val == key == msgspec.json.format(text.encode(), indent=-1) == text.encode()
 
 
