@@ -11,6 +11,7 @@ NDJSON bodies are streamed by ``gateway.api.produce_ndjson``; the OpenAPI of the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -79,6 +80,23 @@ def _batch_status(failed: list[errors.GatewayError], total: int, ok: int = 200) 
     return causes.pop()[0] if len(causes) == 1 else 207
 
 
+# The request headers the route reads, by their index in ``_produce_headers``' answer.
+_PRODUCE_HEADERS = {b"content-type": 0, b"content-length": 1, b"prefer": 2, b"idempotency-key": 3}
+_NO_QUERY: Mapping[str, str] = {}
+_DEFAULT_FORMATS = records.Formats()
+
+
+def _produce_headers(raw: list[tuple[bytes, bytes]]) -> list[str | None]:
+    """Content-Type, Content-Length, Prefer and Idempotency-Key (the first of each, as Starlette's
+    ``Headers.get``), in one pass over the request's headers rather than a mapping built per request."""
+    found: list[str | None] = [None, None, None, None]
+    for name, value in raw:
+        i = _PRODUCE_HEADERS.get(name)
+        if i is not None and found[i] is None:
+            found[i] = value.decode("latin-1")
+    return found
+
+
 def _formats(fmt: str | None, key_format: str | None, value_format: str | None) -> records.Formats:
     both = codec.parse_format(fmt, "json", "format") if fmt else None
     return records.Formats(
@@ -87,8 +105,7 @@ def _formats(fmt: str | None, key_format: str | None, value_format: str | None) 
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def _read_body(request: Request, limit: int, length: str | None) -> bytes:
     # Refused before a byte of the body is read.
     if length is not None and length.isdigit() and int(length) > limit:
         raise errors.PayloadTooLarge(f"Body of {length} bytes is over the limit of {limit} bytes.")
@@ -127,13 +144,12 @@ async def produce(request: Request) -> Response:
     topic: str = request.path_params["topic"]
     if len(topic) > MAX_TOPIC_CHARS:
         raise errors.BadRequest(f"Topic names have at most {MAX_TOPIC_CHARS} characters.")
-    query = request.query_params
+    query: Mapping[str, str] = request.query_params if request.scope["query_string"] else _NO_QUERY
     fmt, key_format, value_format = query.get("format"), query.get("key_format"), query.get("value_format")
     async_ = _flag(query.get("async"), "async")
-    prefer = request.headers.get("prefer")
-    idempotency_key = request.headers.get("idempotency-key")
-    media = _media_type(request.headers.get("content-type"))
-    formats = _formats(fmt, key_format, value_format)
+    content_type, length, prefer, idempotency_key = _produce_headers(request.scope["headers"])
+    media = _media_type(content_type)
+    formats = _formats(fmt, key_format, value_format) if fmt or key_format or value_format else _DEFAULT_FORMATS
     respond_async = async_ or (prefer is not None and "respond-async" in prefer.lower())
     limits = rt.settings.produce
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
@@ -142,7 +158,7 @@ async def produce(request: Request) -> Response:
     if media == NDJSON:
         return DuplexStreamingResponse(ndjson_results(request, rt, info, formats), media_type=NDJSON)
 
-    body = await _read_body(request, limits.max_body_bytes)
+    body = await _read_body(request, limits.max_body_bytes, length)
     if idempotency_key is None:
         return await _produce_body(rt, info, body, formats, respond_async, None)
 
