@@ -10,8 +10,19 @@ without a copy); ``gateway.kafka._rdkafka`` reads either in place.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.string cimport memcmp
+
+from types import MemberDescriptorType
+
+
+cdef extern from "Python.h":
+    # CPython's member descriptors (``__slots__``, and msgspec's struct fields): where the field lives.
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
 
 from msgspec import Raw
 
@@ -22,6 +33,45 @@ JSON_NULL = Raw(b"null")
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
+# Bytes that make JSON text need ``codec.json_bytes``: bytes.split()'s whitespace, and anything outside ASCII.
+cdef unsigned char _NOT_PLAIN[256]
+for _c in range(256):
+    _NOT_PLAIN[_c] = _c >= 128 or _c == 32 or 9 <= _c <= 13
+del _c
+
+
+# The record fields ``prepare`` reads, and where the last record type it saw keeps them. msgspec stores a
+# struct's fields at fixed offsets behind member descriptors; reading them there skips the attribute
+# look-up (through the struct type's four-class MRO), which cost more than the rest of ``prepare``.
+_FIELDS = ("value", "key", "headers", "partition", "timestamp")
+cdef object _layout_of = None
+cdef Py_ssize_t _offsets[5]
+cdef bint _direct = False
+
+
+cdef void _learn(object kind):
+    global _layout_of, _direct
+    cdef Py_ssize_t i
+    _direct = False
+    _layout_of = kind
+    found = [kind.__dict__.get(name) for name in _FIELDS]
+    for descr in found:
+        if type(descr) is not MemberDescriptorType:
+            return  # not a layout known here: plain attribute access
+    for i in range(5):
+        _offsets[i] = (<PyMemberDescrObject *>(<PyObject *>found[i])).d_member.offset
+    _direct = True
+
+
+cdef inline object _field(object rec, Py_ssize_t i):
+    cdef PyObject *p
+    if _direct:
+        p = (<PyObject **>((<char *><PyObject *>rec) + _offsets[i]))[0]
+        if p != NULL:
+            return <object>p
+    return getattr(rec, _FIELDS[i])
+
+
 cdef object _json_value(object raw):
     """A ``json`` key or value as Kafka gets it: ``None`` for ``null``, else compact UTF-8 JSON text.
 
@@ -30,7 +80,6 @@ cdef object _json_value(object raw):
     cdef Py_buffer view
     cdef const unsigned char *p
     cdef Py_ssize_t i, n
-    cdef unsigned char c
     cdef bint compact = True
     PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
     try:
@@ -39,9 +88,7 @@ cdef object _json_value(object raw):
         if n == 4 and memcmp(p, b"null", 4) == 0:
             return None
         for i in range(n):
-            c = p[i]
-            # bytes.split()'s whitespace, or a byte outside ASCII: the general path decides.
-            if c >= 128 or c == 32 or 9 <= c <= 13:
+            if _NOT_PLAIN[p[i]]:
                 compact = False
                 break
     finally:
@@ -84,25 +131,28 @@ def prepare(list items, formats, Py_ssize_t max_record_bytes, extra_headers=None
     try:
         for i in range(len(items)):
             rec = items[i]
-            value = rec.value
+            if type(rec) is not _layout_of:
+                _learn(type(rec))
+            value = _field(rec, 0)
             if value_json:
                 value = _json_value(value)
-            key = rec.key
+            key = _field(rec, 1)
             if key_json and key is not None:
                 key = _json_value(key)
             # A ``string`` key or value stays the str it was decoded to; ``binary`` ones are bytes already.
             size = _size(value) + _size(key)
             headers = None
-            if rec.headers:
-                headers = [(name, text.encode()) for name, text in rec.headers.items()]
+            given = _field(rec, 2)
+            if given:
+                headers = [(name, text.encode()) for name, text in given.items()]
                 for name, text in headers:
                     size += len(name) + len(text)
             if extra_headers:
                 headers = extra_headers if headers is None else headers + extra_headers
             if size > max_record_bytes:
                 raise errors.PayloadTooLarge(f"{size} bytes is over the limit of {max_record_bytes} bytes per record.")
-            timestamp = rec.timestamp
-            partition = rec.partition
+            timestamp = _field(rec, 4)
+            partition = _field(rec, 3)
             out.append(
                 (
                     value,
