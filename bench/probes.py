@@ -10,6 +10,9 @@
 - ``encode-cost`` / ``produce-cost``: instructions per SSE event spent encoding it (``--python-loop``: by
   the Python loop instead of the compiled one) / per record in each step of a batched produce request
   without HTTP (``bench/instructions.py``; valgrind, no Kafka).
+- ``request-cost``: instructions of the event loop's thread per batched produce request (100 records)
+  through the whole ASGI app, in process, against the broker (``--gateway-env`` applies, e.g.
+  ``GATEWAY_ACCESS_LOG=false``).
 - ``stream-memory``: SSE streams from ``earliest`` of a topic holding more than they can buffer, whose
   clients stop reading after the first bytes; prints the gateway's RSS growth per stream once it has
   settled, i.e. what each stream's consumer prefetches while its client is slow.
@@ -131,13 +134,16 @@ def stream_memory(bootstrap: str, admin: AdminClient, streams: int, megabytes: i
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "probe", choices=["broker-cost", "consumer-start", "encode-cost", "produce-cost", "stream-memory"]
+        "probe",
+        choices=["broker-cost", "consumer-start", "encode-cost", "produce-cost", "request-cost", "stream-memory"],
     )
     parser.add_argument("--tries", type=int, default=8, help="consumer-start: new consumers per setting")
     parser.add_argument("--streams", type=int, default=20, help="stream-memory: stalled SSE streams")
     parser.add_argument("--megabytes", type=int, default=300, help="stream-memory: topic size")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--gateway-dir", type=Path, help="encode-cost, produce-cost: count this tree's gateway package")
+    parser.add_argument(
+        "--gateway-dir", type=Path, help="encode-cost, produce-cost, request-cost: count this tree's gateway package"
+    )
     parser.add_argument(
         "--python-loop", action="store_true", help="encode-cost: count streams.encode_python, not the compiled loop"
     )
@@ -145,7 +151,7 @@ def main() -> None:
         "--rounds",
         type=int,
         default=5,
-        help="encode-cost: polls of 2,000 records encoded (produce-cost: 4x as many requests of 100)",
+        help="encode-cost: polls of 2,000 records encoded (produce-cost: 4x as many requests of 100; request-cost: 30x)",
     )
     args = parser.parse_args()
     gateway_dir = args.gateway_dir.resolve() if args.gateway_dir else None
@@ -163,6 +169,11 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
         if args.probe == "broker-cost":
             broker_cost(cluster.bootstrap_servers, node.pid, admin)
+        elif args.probe == "request-cost":
+            topic = native.create_topic(admin, PARTITIONS)
+            instructions.request_cost(
+                args.rounds * 30, gateway_dir, cluster.bootstrap_servers, topic, dict(procs.GATEWAY_EXTRA_ENV)
+            )
         elif args.probe == "stream-memory":
             stream_memory(cluster.bootstrap_servers, admin, args.streams, args.megabytes)
         else:
