@@ -164,7 +164,9 @@ class GatewayProducer:
         """
         batch = Batch(topic, results, self._loop.create_future() if wait else None)
         # Slots already final (bad partition, NDJSON lines that failed): usually none, found in C then.
-        batch.refused = [] if results.count(None) == len(results) else [i for i, r in enumerate(results) if r is not None]
+        batch.refused = (
+            [] if results.count(None) == len(results) else [i for i, r in enumerate(results) if r is not None]
+        )
         produced, size, refused = self._producer.produce(topic, batch, results, records)
         for i, code in refused:
             if code == KafkaError._QUEUE_FULL:
