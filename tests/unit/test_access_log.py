@@ -84,18 +84,11 @@ def test_request_lines_reach_the_stream_and_any_handler_an_operator_adds() -> No
     from gateway.access_log import ACCESS_LOGGER
     from gateway.metrics import Metrics
     from gateway.observability import ObservabilityMiddleware
+    from tests.helpers import AccessLines
 
     async def ok(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
-
-    class Captured(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lines: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            self.lines.append(record.getMessage())
 
     log = logging.getLogger(ACCESS_LOGGER)
     saved = (log.handlers[:], log.level, log.propagate)
@@ -104,7 +97,7 @@ def test_request_lines_reach_the_stream_and_any_handler_an_operator_adds() -> No
     log.setLevel(logging.INFO)
     log.propagate = False
     middleware = ObservabilityMiddleware(ok, Metrics())
-    extra = Captured()
+    extra = AccessLines()
 
     async def request(request_id: str) -> None:
         scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "client": ("10.0.0.1", 1),
@@ -133,4 +126,4 @@ def test_request_lines_reach_the_stream_and_any_handler_an_operator_adds() -> No
         ("alone", 204, "/x"),
         ("with-another", 204, "/x"),
     ]
-    assert [json.loads(line)["request_id"] for line in extra.lines] == ["with-another"]
+    assert [x["request_id"] for x in extra.parsed()] == ["with-another"]
