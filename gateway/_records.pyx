@@ -120,7 +120,7 @@ def timestamp_ms(value):
 
 
 def prepare(list items, formats, Py_ssize_t max_record_bytes, extra_headers=None, where=None):
-    """Validate decoded records and encode them to Kafka bytes, all or none.
+    """Validate decoded records and make them ready for the producer (``Prepared``), all or none.
 
     Errors name the record: ``where`` when given (``record``, ``line 7``), else ``records[i]``.
     """
